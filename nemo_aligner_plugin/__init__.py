@@ -1,0 +1,16 @@
+"""Aligner-Encoder speech recognition (Stooke et al., NeurIPS 2024) as a NeMo plugin.
+
+Importing the package registers its class prefix with NeMo's target allowlist, so ``.nemo`` files
+of this plugin restore through ``ASRModel.restore_from`` and NeMo's transcription utilities.
+"""
+
+from nemo_aligner_plugin.registration import register_with_nemo
+
+register_with_nemo()
+
+from nemo_aligner_plugin.loss import AlignerLoss  # noqa: E402
+from nemo_aligner_plugin.model import AlignerEncoderModel  # noqa: E402
+from nemo_aligner_plugin.pretrained import register_pretrained_model  # noqa: E402
+
+__version__ = "0.1.0"
+__all__ = ["AlignerEncoderModel", "AlignerLoss", "register_pretrained_model", "__version__"]

@@ -1,0 +1,77 @@
+"""The table of aligner decoding strategies and the config that selects one.
+
+Every strategy is ``name -> (config dataclass, function)``; the function takes
+``(decoder, joint, encoder_out (B, T, D), encoder_out_lens (B,), eos_id, cfg)`` and returns
+``(BatchedHyps, DecoderState)``. Adding a strategy means adding one row here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, NamedTuple, Optional
+
+from omegaconf import DictConfig, OmegaConf
+
+from nemo_aligner_plugin.decoding.greedy import GreedyBatchConfig, greedy_batch
+
+__all__ = ["STRATEGIES", "Strategy", "AlignerDecodingConfig", "normalize_decoding_cfg"]
+
+
+class Strategy(NamedTuple):
+    cfg_key: str  # where this strategy's options live in the decoding config
+    cfg_cls: type  # dataclass of those options
+    fn: Callable  # the batched decoding function
+
+
+STRATEGIES: dict[str, Strategy] = {
+    "greedy_batch": Strategy("greedy", GreedyBatchConfig, greedy_batch),
+}
+
+# NeMo RNN-T strategy names (what transcribe_speech.py and RNN-T recipes pass) -> aligner strategy.
+RNNT_STRATEGY_ALIASES = {"greedy": "greedy_batch", "greedy_batch": "greedy_batch"}
+RNNT_BEAM_STRATEGIES = {"beam", "tsd", "alsd", "maes", "malsd_batch", "maes_batch"}
+
+
+@dataclass
+class AlignerDecodingConfig:
+    strategy: str = "greedy_batch"  # key of STRATEGIES
+    compute_timestamps: bool = False  # token/word times; needs attention-based timestamps (not yet available)
+    greedy: GreedyBatchConfig = field(default_factory=GreedyBatchConfig)
+
+
+def _is_aligner_cfg(cfg: Mapping[str, Any]) -> bool:
+    return set(cfg.keys()) <= {f.name for f in AlignerDecodingConfig.__dataclass_fields__.values()}
+
+
+def normalize_decoding_cfg(cfg: Optional[DictConfig | Mapping[str, Any]]) -> DictConfig:
+    """Accept an aligner decoding config or a NeMo RNN-T one and return a validated aligner config.
+
+    RNN-T configs are what NeMo's own scripts pass to ``change_decoding_strategy``; we keep aligner
+    decoding and map their strategy family, ignoring RNN-T-only options (blank handling, fused batch,
+    CUDA graphs), which have no aligner meaning.
+    """
+    base = OmegaConf.structured(AlignerDecodingConfig)
+    if cfg is None:
+        return base
+    plain = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+    strategy = plain.get("strategy", "greedy_batch")
+    if strategy in RNNT_BEAM_STRATEGIES and strategy not in STRATEGIES:
+        if "beam" not in STRATEGIES:
+            raise ValueError(
+                f"decoding.strategy={strategy!r} (an RNN-T beam strategy): aligner beam search is not "
+                f"available in this version; available strategies: {sorted(STRATEGIES)}"
+            )
+        strategy = "beam"
+    strategy = RNNT_STRATEGY_ALIASES.get(strategy, strategy)
+    if _is_aligner_cfg(plain):
+        merged = OmegaConf.merge(base, plain, {"strategy": strategy})
+    else:
+        merged = OmegaConf.merge(base, {"strategy": strategy, "compute_timestamps": bool(plain.get("compute_timestamps"))})
+    if merged.strategy not in STRATEGIES:
+        raise ValueError(f"decoding.strategy={merged.strategy!r} is unknown; choose one of {sorted(STRATEGIES)}")
+    if merged.compute_timestamps:
+        raise NotImplementedError(
+            "decoding.compute_timestamps=true: aligner timestamps are derived from the aligning layer's "
+            "self-attention, which this version does not implement yet. Use timestamps=False."
+        )
+    return merged

@@ -1,0 +1,39 @@
+"""The aligner's joint: only the diagonal of the RNN-T lattice.
+
+B: batch size, T: encoder frames, U1: output positions (tokens + EOS), D: encoder dim,
+H: prediction-network dim, J: joint hidden dim, V1: vocabulary + EOS.
+
+Encoder frame i meets prediction state i and nothing else, so we compute (B, U1, V1) logits with
+NeMo's RNNTJoint projections instead of its (B, T, U1, V1) broadcast.
+"""
+
+from __future__ import annotations
+
+import torch
+from nemo.collections.asr.modules import RNNTJoint
+
+__all__ = ["diagonal_logits", "joint_step"]
+
+
+def diagonal_logits(joint: RNNTJoint, encoder_out: torch.Tensor, pred_out: torch.Tensor) -> torch.Tensor:
+    """Logits for positions 0..U1-1.
+
+    Args:
+        joint: NeMo RNNTJoint (its ``enc``/``pred`` projections and ``joint_net``).
+        encoder_out: (B, T, D). When T < U1 the missing frames are zeros; such utterances cannot
+            be aligned and the loss masks them out.
+        pred_out: (B, U1, H) prediction-network outputs, position u conditioned on tokens < u.
+
+    Returns:
+        (B, U1, V1) unnormalized logits.
+    """
+    positions = pred_out.size(1)
+    frames = encoder_out[:, :positions]
+    if frames.size(1) < positions:
+        frames = torch.nn.functional.pad(frames, (0, 0, 0, positions - frames.size(1)))
+    return joint.joint_net(joint.project_encoder(frames) + joint.project_prednet(pred_out))
+
+
+def joint_step(joint: RNNTJoint, encoder_proj: torch.Tensor, pred_out: torch.Tensor) -> torch.Tensor:
+    """One decoding step: (B, J) projected encoder frame + (B, H) prediction output -> (B, V1) logits."""
+    return joint.joint_net(encoder_proj + joint.project_prednet(pred_out))

@@ -1,0 +1,279 @@
+"""AlignerEncoderModel: a NeMo ASR model whose encoder does the aligning.
+
+B: batch size, T: encoder frames, D: encoder dim, U: target tokens, V: vocabulary (EOS excluded).
+
+Built by composition on ``ASRModel`` and NeMo's mixins (like Canary's ``EncDecMultiTaskModel``),
+never on ``EncDecRNNTBPEModel``: that class always builds the numba RNN-T loss and its
+``from_config_dict`` logic would turn RNN-T checkpoints into aligners. NeMo's ConformerEncoder,
+RNNTDecoder (prediction network) and RNNTJoint are reused as modules; only the joint's diagonal
+is ever computed.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Optional, Union
+
+import torch
+from lightning.pytorch import Trainer
+from nemo.collections.asr.metrics.wer import WER
+from nemo.collections.asr.models.asr_model import ASRModel, ExportableEncDecModel
+from nemo.collections.asr.parts.mixins import ASRBPEMixin, ASRModuleMixin, ASRTranscriptionMixin
+from nemo.collections.asr.parts.mixins.transcription import TranscribeConfig
+from nemo.core.classes.common import PretrainedModelInfo, typecheck
+from nemo.core.neural_types import (
+    AcousticEncodedRepresentation,
+    AudioSignal,
+    LengthsType,
+    NeuralType,
+    SpectrogramType,
+)
+from nemo.utils import logging, model_utils
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
+
+from nemo_aligner_plugin.data import build_dataloader
+from nemo_aligner_plugin.decoding.nemo_glue import AlignerBPEDecoding
+from nemo_aligner_plugin.decoding.strategies import normalize_decoding_cfg
+from nemo_aligner_plugin.joint import diagonal_logits
+from nemo_aligner_plugin.loss import AlignerLoss
+from nemo_aligner_plugin.pretrained import list_pretrained_models
+
+__all__ = ["AlignerEncoderModel"]
+
+
+class AlignerEncoderModel(ASRModel, ExportableEncDecModel, ASRBPEMixin, ASRModuleMixin, ASRTranscriptionMixin):
+    """Aligner-Encoder (Stooke et al., NeurIPS 2024): Conformer + LSTM prediction net + diagonal joint."""
+
+    def __init__(self, cfg: DictConfig, trainer: Optional[Trainer] = None):
+        cfg = model_utils.convert_model_config_to_dict_config(cfg)
+        cfg = model_utils.maybe_update_config_version(cfg)
+        for key in ("tokenizer", "preprocessor", "encoder", "decoder", "joint"):
+            if key not in cfg:
+                raise ValueError(f"AlignerEncoderModel config is missing `model.{key}`")
+        self.world_size = trainer.world_size if trainer is not None else 1
+        self._setup_tokenizer(cfg.tokenizer)
+        vocabulary = list(self.tokenizer.tokenizer.get_vocab())
+        with open_dict(cfg):  # the sizes follow the tokenizer; all in one place
+            cfg.labels = ListConfig(vocabulary)
+            cfg.decoder.vocab_size = len(vocabulary)
+            cfg.joint.num_classes = len(vocabulary)
+            cfg.joint.vocabulary = ListConfig(vocabulary)
+            cfg.joint.jointnet.encoder_hidden = cfg.model_defaults.enc_hidden
+            cfg.joint.jointnet.pred_hidden = cfg.model_defaults.pred_hidden
+            cfg.decoding = normalize_decoding_cfg(cfg.get("decoding"))
+            cfg.loss = OmegaConf.merge({"label_smoothing": 0.1, "smoothing_mode": "batch_prior"}, cfg.get("loss") or {})
+
+        super().__init__(cfg=cfg, trainer=trainer)
+
+        self.preprocessor = self.from_config_dict(self.cfg.preprocessor)
+        self.encoder = self.from_config_dict(self.cfg.encoder)
+        self.spec_augmentation = self.from_config_dict(self.cfg.spec_augment) if self.cfg.get("spec_augment") else None
+        self.decoder = self.from_config_dict(self.cfg.decoder)
+        self.joint = self.from_config_dict(self.cfg.joint)
+        self.eos_id = len(vocabulary)  # the RNN-T blank slot: NeMo's decoding wrapper strips it from text
+        self.loss = AlignerLoss(eos_id=self.eos_id, **OmegaConf.to_container(self.cfg.loss))
+        self.compute_eval_loss = self.cfg.get("compute_eval_loss", True)
+        self._build_decoding(self.cfg.decoding)
+        self.setup_optimization_flags()  # skip_nan_grad etc., read from cfg by ASRModel
+        self.setup_adapters()
+
+    # ------------------------------------------------------------------ decoding
+    def _build_decoding(self, decoding_cfg: DictConfig) -> None:
+        self.decoding = AlignerBPEDecoding(decoding_cfg, self.decoder, self.joint, self.tokenizer)
+        self.wer = WER(
+            decoding=self.decoding,
+            batch_dim_index=0,
+            use_cer=self.cfg.get("use_cer", False),
+            log_prediction=self.cfg.get("log_prediction", True),
+            dist_sync_on_step=True,
+        )
+
+    def change_decoding_strategy(self, decoding_cfg: Optional[DictConfig] = None, verbose: bool = True) -> None:
+        """Switch decoding; accepts the aligner's ``decoding`` config or an RNN-T one (NeMo scripts pass those)."""
+        decoding_cfg = normalize_decoding_cfg(decoding_cfg if decoding_cfg is not None else self.cfg.decoding)
+        self._build_decoding(decoding_cfg)
+        with open_dict(self.cfg):
+            self.cfg.decoding = decoding_cfg
+        if verbose:
+            logging.info(f"Aligner decoding strategy:\n{OmegaConf.to_yaml(decoding_cfg)}")
+
+    # ------------------------------------------------------------------ data
+    def _setup_dataloader_from_config(self, config: DictConfig):
+        return build_dataloader(
+            config,
+            self.tokenizer,
+            global_rank=self.global_rank if not config.get("do_transcribe", False) else config.get("global_rank", 0),
+            world_size=self.world_size if not config.get("do_transcribe", False) else config.get("world_size", 1),
+            local_rank=self.local_rank,
+            preprocessor_cfg=self.cfg.get("preprocessor"),
+        )
+
+    def setup_training_data(self, train_data_config: Optional[Union[DictConfig, dict]]) -> None:
+        if "shuffle" not in train_data_config:
+            train_data_config["shuffle"] = True
+        self._update_dataset_config(dataset_name="train", config=train_data_config)
+        self._train_dl = self._setup_dataloader_from_config(train_data_config)
+
+    def setup_validation_data(self, val_data_config: Optional[Union[DictConfig, dict]]) -> None:
+        if "shuffle" not in val_data_config:
+            val_data_config["shuffle"] = False
+        self._update_dataset_config(dataset_name="validation", config=val_data_config)
+        self._validation_dl = self._setup_dataloader_from_config(val_data_config)
+
+    def setup_test_data(self, test_data_config: Optional[Union[DictConfig, dict]]) -> None:
+        if "shuffle" not in test_data_config:
+            test_data_config["shuffle"] = False
+        self._update_dataset_config(dataset_name="test", config=test_data_config)
+        self._test_dl = self._setup_dataloader_from_config(test_data_config)
+
+    # ------------------------------------------------------------------ forward
+    @property
+    def input_types(self) -> dict[str, NeuralType]:
+        return {
+            "input_signal": NeuralType(("B", "T"), AudioSignal(freq=self.preprocessor._sample_rate), optional=True),
+            "input_signal_length": NeuralType(tuple("B"), LengthsType(), optional=True),
+            "processed_signal": NeuralType(("B", "D", "T"), SpectrogramType(), optional=True),
+            "processed_signal_length": NeuralType(tuple("B"), LengthsType(), optional=True),
+        }
+
+    @property
+    def output_types(self) -> dict[str, NeuralType]:
+        return {
+            "outputs": NeuralType(("B", "D", "T"), AcousticEncodedRepresentation()),
+            "encoded_lengths": NeuralType(tuple("B"), LengthsType()),
+        }
+
+    @typecheck()
+    def forward(self, input_signal=None, input_signal_length=None, processed_signal=None, processed_signal_length=None):
+        """Audio (B, samples) or features (B, F, frames) -> encoder output (B, D, T) and lengths (B,)."""
+        if (input_signal is None) == (processed_signal is None):
+            raise ValueError("Pass exactly one of input_signal or processed_signal (with its length).")
+        if processed_signal is None:
+            processed_signal, processed_signal_length = self.preprocessor(
+                input_signal=input_signal, length=input_signal_length
+            )
+        if self.spec_augmentation is not None and self.training:
+            processed_signal = self.spec_augmentation(input_spec=processed_signal, length=processed_signal_length)
+        return self.encoder(audio_signal=processed_signal, length=processed_signal_length)
+
+    def aligner_logits(self, encoded: torch.Tensor, transcript: torch.Tensor, transcript_len: torch.Tensor) -> torch.Tensor:
+        """encoded (B, D, T), transcript (B, U) -> logits (B, U+1, V+1) on the diagonal."""
+        pred_out, _, _ = self.decoder(targets=transcript, target_length=transcript_len)  # (B, H, U+1)
+        return diagonal_logits(self.joint, encoded.transpose(1, 2), pred_out.transpose(1, 2))
+
+    def compute_loss(self, encoded, encoded_len, transcript, transcript_len) -> torch.Tensor:
+        logits = self.aligner_logits(encoded, transcript, transcript_len)
+        return self.loss(logits=logits, targets=transcript, target_lengths=transcript_len, encoder_lengths=encoded_len)
+
+    # ------------------------------------------------------------------ Lightning steps
+    def training_step(self, batch, batch_nb):
+        signal, signal_len, transcript, transcript_len = batch[:4]
+        encoded, encoded_len = self.forward(input_signal=signal, input_signal_length=signal_len)
+        loss_value = self.add_auxiliary_losses(self.compute_loss(encoded, encoded_len, transcript, transcript_len))
+        logs = {
+            "train_loss": loss_value,
+            "learning_rate": self._optimizer.param_groups[0]["lr"],
+            "global_step": torch.tensor(self.trainer.global_step, dtype=torch.float32),
+            "train_skipped_utts": float(self.loss.num_skipped_last),
+        }
+        if (batch_nb + 1) % self.trainer.log_every_n_steps == 0:
+            self.wer.update(encoded, encoded_len, transcript, transcript_len)
+            _, scores, words = self.wer.compute()
+            self.wer.reset()
+            logs["training_batch_wer"] = scores.float() / words
+        self.log_dict(logs)
+        return {"loss": loss_value}
+
+    def validation_pass(self, batch, batch_idx, dataloader_idx=0) -> dict[str, torch.Tensor]:
+        signal, signal_len, transcript, transcript_len = batch[:4]
+        encoded, encoded_len = self.forward(input_signal=signal, input_signal_length=signal_len)
+        logs = {}
+        if self.compute_eval_loss:
+            logs["val_loss"] = self.compute_loss(encoded, encoded_len, transcript, transcript_len)
+        self.wer.update(encoded, encoded_len, transcript, transcript_len)
+        wer, wer_num, wer_denom = self.wer.compute()
+        self.wer.reset()
+        logs.update(val_wer_num=wer_num, val_wer_denom=wer_denom, val_wer=wer)
+        return logs
+
+    def validation_step(self, batch, batch_idx, dataloader_idx=0):
+        metrics = self.validation_pass(batch, batch_idx, dataloader_idx)
+        if isinstance(self.trainer.val_dataloaders, list) and len(self.trainer.val_dataloaders) > 1:
+            self.validation_step_outputs[dataloader_idx].append(metrics)
+        else:
+            self.validation_step_outputs.append(metrics)
+        return metrics
+
+    def test_step(self, batch, batch_idx, dataloader_idx=0):
+        logs = {k.replace("val_", "test_"): v for k, v in self.validation_pass(batch, batch_idx, dataloader_idx).items()}
+        if isinstance(self.trainer.test_dataloaders, list) and len(self.trainer.test_dataloaders) > 1:
+            self.test_step_outputs[dataloader_idx].append(logs)
+        else:
+            self.test_step_outputs.append(logs)
+        return logs
+
+    # ------------------------------------------------------------------ transcription
+    def transcribe(
+        self,
+        audio: Union[str, list[str], Any],
+        batch_size: int = 4,
+        return_hypotheses: bool = False,
+        num_workers: int = 0,
+        channel_selector: Optional[Any] = None,
+        augmentor: Optional[DictConfig] = None,
+        verbose: bool = True,
+        timestamps: Optional[bool] = None,
+        use_lhotse: bool = True,
+        override_config: Optional[TranscribeConfig] = None,
+    ):
+        """Transcribe audio files, a manifest, arrays or a DataLoader; returns NeMo Hypothesis objects."""
+        if timestamps is not None and bool(timestamps) != bool(self.cfg.decoding.compute_timestamps):
+            self.change_decoding_strategy({**OmegaConf.to_container(self.cfg.decoding), "compute_timestamps": timestamps}, verbose=False)
+        return super().transcribe(
+            audio=audio,
+            batch_size=batch_size,
+            return_hypotheses=return_hypotheses,
+            num_workers=num_workers,
+            channel_selector=channel_selector,
+            augmentor=augmentor,
+            verbose=verbose,
+            timestamps=timestamps,
+            use_lhotse=use_lhotse,
+            override_config=override_config,
+        )
+
+    def _transcribe_forward(self, batch: Any, trcfg: TranscribeConfig) -> dict[str, torch.Tensor]:
+        encoded, encoded_len = self.forward(input_signal=batch[0], input_signal_length=batch[1])
+        return {"encoded": encoded, "encoded_len": encoded_len}
+
+    def _transcribe_output_processing(self, outputs: dict, trcfg: TranscribeConfig):
+        return self.decoding.rnnt_decoder_predictions_tensor(
+            outputs.pop("encoded"), outputs.pop("encoded_len"), return_hypotheses=trcfg.return_hypotheses
+        )
+
+    def _setup_transcribe_dataloader(self, config: dict):
+        if "manifest_filepath" in config:
+            manifest_filepath, batch_size = config["manifest_filepath"], config["batch_size"]
+        else:
+            manifest_filepath = os.path.join(config["temp_dir"], "manifest.json")
+            batch_size = min(config["batch_size"], len(config["paths2audio_files"]))
+        dl_config = {
+            "use_lhotse": config.get("use_lhotse", True),
+            "manifest_filepath": manifest_filepath,
+            "sample_rate": self.preprocessor._sample_rate,
+            "batch_size": batch_size,
+            "shuffle": False,
+            "num_workers": config.get("num_workers", 0),
+            "pin_memory": True,
+            "channel_selector": config.get("channel_selector", None),
+            "do_transcribe": True,
+        }
+        if config.get("augmentor"):
+            dl_config["augmentor"] = config.get("augmentor")
+        return self._setup_dataloader_from_config(DictConfig(dl_config))
+
+    # ------------------------------------------------------------------ catalog
+    @classmethod
+    def list_available_models(cls) -> list[PretrainedModelInfo]:
+        """The plugin's own catalog (see ``nemo_aligner_plugin.pretrained``)."""
+        return list_pretrained_models(cls)

@@ -1,0 +1,110 @@
+"""Shared fixtures: a tone-speech corpus made in the test session and a tiny model config.
+
+Tones stand in for speech: every character is a short sine burst at its own pitch, so a model can
+only transcribe by finding, in order, which frames belong to which character -- an alignment task.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from omegaconf import OmegaConf
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "configs"
+TONE_ALPHABET = "abcdefgh"
+SAMPLE_RATE = 16000
+
+
+def synth_tones(text: str, rng: np.random.Generator, char_s: float = 0.09, gap_s: float = 0.03) -> np.ndarray:
+    """Each character a sine burst (its own pitch), spaces silence; light noise everywhere."""
+    pieces = [np.zeros(int(0.05 * SAMPLE_RATE))]
+    t = np.arange(int(char_s * SAMPLE_RATE)) / SAMPLE_RATE
+    envelope = np.hanning(t.size)
+    for ch in text:
+        if ch == " ":
+            pieces.append(np.zeros(int(0.08 * SAMPLE_RATE)))
+            continue
+        freq = 300.0 * 1.25 ** TONE_ALPHABET.index(ch)
+        pieces.append(0.5 * envelope * np.sin(2 * np.pi * freq * t))
+        pieces.append(np.zeros(int(gap_s * SAMPLE_RATE)))
+    pieces.append(np.zeros(int(0.05 * SAMPLE_RATE)))
+    audio = np.concatenate(pieces)
+    return (audio + 0.003 * rng.standard_normal(audio.size)).astype(np.float32)
+
+
+def random_sentence(rng: np.random.Generator, min_words: int = 2, max_words: int = 4) -> str:
+    words = ["".join(rng.choice(list(TONE_ALPHABET), size=rng.integers(2, 4))) for _ in range(rng.integers(min_words, max_words + 1))]
+    return " ".join(words)
+
+
+def write_tone_corpus(out_dir: Path, texts: list[str], seed: int = 0) -> Path:
+    """Write WAVs and a NeMo manifest; return the manifest path."""
+    rng = np.random.default_rng(seed)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    manifest = out_dir / "manifest.json"
+    with manifest.open("w") as f:
+        for i, text in enumerate(texts):
+            audio = synth_tones(text, rng)
+            path = out_dir / f"utt{i:03d}.wav"
+            sf.write(path, audio, SAMPLE_RATE)
+            f.write(json.dumps({"audio_filepath": str(path), "duration": audio.size / SAMPLE_RATE, "text": text}) + "\n")
+    return manifest
+
+
+@pytest.fixture(scope="session")
+def tone_texts() -> list[str]:
+    rng = np.random.default_rng(1234)
+    return [random_sentence(rng) for _ in range(40)]
+
+
+@pytest.fixture(scope="session")
+def tokenizer_dir(tmp_path_factory, tone_texts) -> Path:
+    from nemo_aligner_plugin.tokenizer import train_bpe_tokenizer
+
+    return train_bpe_tokenizer(tone_texts, tmp_path_factory.mktemp("tokenizer"), vocab_size=24)
+
+
+@pytest.fixture(scope="session")
+def tone_manifest(tmp_path_factory, tone_texts) -> Path:
+    return write_tone_corpus(tmp_path_factory.mktemp("tones"), tone_texts[:8])
+
+
+def tiny_cfg(tokenizer_dir: Path, config_name: str = "aligner_conformer_bpe", **overrides):
+    """The shipped YAML, shrunk to a model that trains in seconds on a CPU."""
+    cfg = OmegaConf.load(CONFIGS / f"{config_name}.yaml")
+    small = {
+        "model": {
+            "tokenizer": {"dir": str(tokenizer_dir)},
+            "train_ds": {"manifest_filepath": None, "num_workers": 0, "batch_size": 8},
+            "validation_ds": {"num_workers": 0},
+            "test_ds": {"num_workers": 0},
+            "model_defaults": {"pred_hidden": 64, "joint_hidden": 64},
+            "preprocessor": {"features": 40, "dither": 0.0},
+            "spec_augment": None,
+            "encoder": {
+                "n_layers": 2,
+                "d_model": 64,
+                "n_heads": 4,
+                "ff_expansion_factor": 2,
+                "conv_kernel_size": 9,
+                "subsampling_conv_channels": 32,
+                "dropout": 0.0,
+                "dropout_pre_encoder": 0.0,
+                "dropout_att": 0.0,
+            },
+            "decoder": {"prednet": {"dropout": 0.0}},
+            "joint": {"jointnet": {"dropout": 0.0}},
+            "optim": {"name": "adamw", "lr": 3e-3, "weight_decay": 0.0, "sched": None},
+        }
+    }
+    cfg = OmegaConf.merge(cfg, small, overrides)
+    OmegaConf.resolve(cfg)
+    return cfg

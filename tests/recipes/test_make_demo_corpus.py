@@ -1,0 +1,203 @@
+"""Tests for recipes/make_demo_corpus.py (synthetic espeak-ng corpus for the CPU demo)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import random
+import re
+import shutil
+import subprocess
+import sys
+import wave
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "recipes" / "make_demo_corpus.py"
+SPLITS = ("train", "dev", "test", "test_long")
+TINY_ARGS = ["--seed", "7", "--num-train", "12", "--num-dev", "4", "--num-test", "4", "--num-test-long", "2", "--vocab-size", "40"]  # fmt: skip
+needs_espeak = pytest.mark.skipif(
+    shutil.which("espeak-ng") is None, reason="espeak-ng not installed (apt-get install espeak-ng)"
+)
+
+
+def _load_module():
+    spec = importlib.util.spec_from_file_location("make_demo_corpus", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses need the module registered
+    spec.loader.exec_module(mod)
+    return mod
+
+
+mdc = _load_module()
+
+
+def _run(out: Path, *extra: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), "--out", str(out), *extra],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+
+
+def _read_manifest(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _voices(out: Path, split: str) -> list[str]:
+    return [r["voice"] for r in _read_manifest(out / "meta" / f"{split}.jsonl")]
+
+
+# ----------------------------------------------------------------------------- pure python
+@pytest.mark.unit
+def test_generate_sentences_deterministic_and_clean():
+    a = mdc.generate_sentences(random.Random(3), 500)
+    b = mdc.generate_sentences(random.Random(3), 500)
+    assert a == b
+    assert a != mdc.generate_sentences(random.Random(4), 500)
+    assert len(set(a)) == len(a) == 500
+    for s in a:
+        assert 3 <= len(s.split()) <= 10, s
+        assert re.fullmatch(r"[a-z']+( [a-z']+)*", s), s
+    vocab = {w for s in mdc.generate_sentences(random.Random(0), 3000) for w in s.split()}
+    assert len(vocab) >= 200
+
+
+@pytest.mark.unit
+def test_generate_sentences_respects_exclude():
+    seen: set[str] = set()
+    first = mdc.generate_sentences(random.Random(0), 200, exclude=seen)
+    second = mdc.generate_sentences(random.Random(0), 200, exclude=seen)
+    assert not set(first) & set(second)
+    assert len(seen) == 400
+
+
+@pytest.mark.unit
+def test_number_and_ordinal_words():
+    assert mdc.number_words(0) == "zero"
+    assert mdc.number_words(42) == "forty two"
+    assert mdc.number_words(305) == "three hundred and five"
+    assert mdc.number_words(2024) == "two thousand twenty four"
+    assert mdc.ordinal_words(1) == "first"
+    assert mdc.ordinal_words(21) == "twenty first"
+    assert mdc.ordinal_words(30) == "thirtieth"
+    assert mdc.ordinal_words(12) == "twelfth"
+
+
+@pytest.mark.unit
+def test_plan_holds_out_test_sentences_and_voices():
+    voices = [f"{a}+{v}" for a in mdc.ACCENTS for v in mdc.VARIANTS]
+    utts, pools = mdc.plan_corpus(5, 100, 20, 20, 10, voices)
+    again, _ = mdc.plan_corpus(5, 100, 20, 20, 10, voices)
+    assert [(u.text, u.voice, u.rate, u.pitch, u.snr_db) for u in utts] == [
+        (u.text, u.voice, u.rate, u.pitch, u.snr_db) for u in again
+    ]
+    by = {s: [u for u in utts if u.split == s] for s in SPLITS}
+    assert [len(by[s]) for s in SPLITS] == [100, 20, 20, 10]
+    seen_text = {u.text for s in ("train", "dev") for u in by[s]}
+    assert not seen_text & {u.text for u in by["test"]}
+    assert not set(pools["train"]) & set(pools["test"])
+    assert {u.voice for u in by["test"] + by["test_long"]} <= set(pools["test"])
+    assert {u.voice for u in by["train"] + by["dev"]} <= set(pools["train"])
+    for u in by["test_long"]:
+        assert u.spoken.count(". ") in (1, 2)  # 2-3 sentences
+        assert len(u.text.split()) >= 20
+        assert not any(part in seen_text for part in u.spoken.split(". "))
+    for u in utts:
+        assert 140 <= u.rate <= 200 and 30 <= u.pitch <= 70 and 25 <= u.snr_db <= 40
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("bad", [["--vocab-size", "5"], ["--num-train", "-1"], ["--workers", "0"]])
+def test_out_of_range_args_error_clearly(tmp_path, bad):
+    proc = _run(tmp_path / "c", *bad)
+    assert proc.returncode == 2
+    assert f"{bad[0]} must be in" in proc.stderr
+    assert not (tmp_path / "c").exists()
+
+
+@pytest.mark.unit
+def test_missing_espeak_error(tmp_path):
+    proc = _run(tmp_path / "c", *TINY_ARGS, env={"PATH": str(tmp_path)})
+    assert proc.returncode != 0
+    assert "apt-get install espeak-ng" in proc.stderr
+
+
+# ----------------------------------------------------------------------------- espeak build
+@pytest.fixture(scope="module")
+def tiny_corpus(tmp_path_factory):
+    out = tmp_path_factory.mktemp("corpus")
+    proc = _run(out, *TINY_ARGS)
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+@pytest.mark.unit
+@needs_espeak
+def test_manifests_and_wavs(tiny_corpus):
+    sizes = {"train": 12, "dev": 4, "test": 4, "test_long": 2}
+    for split, n in sizes.items():
+        rows = _read_manifest(tiny_corpus / f"{split}_manifest.json")
+        assert len(rows) == n
+        for r in rows:
+            assert set(r) == {"audio_filepath", "duration", "text"}
+            path = Path(r["audio_filepath"])
+            assert path.is_absolute() and path.parent == tiny_corpus / "wav" / split
+            assert re.fullmatch(r"[a-z']+( [a-z']+)*", r["text"])
+            with wave.open(str(path)) as w:
+                assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (16000, 1, 2)
+                assert abs(w.getnframes() / 16000 - r["duration"]) < 1e-3
+            assert r["duration"] > 0.3
+    info = json.loads((tiny_corpus / "corpus_info.json").read_text())
+    assert info["seed"] == 7 and info["splits"]["train"]["num_utterances"] == 12
+    assert info["build_seconds"] >= 0
+
+
+@pytest.mark.unit
+@needs_espeak
+def test_held_out_sentences_voices_and_long_durations(tiny_corpus):
+    texts = {s: [r["text"] for r in _read_manifest(tiny_corpus / f"{s}_manifest.json")] for s in SPLITS}
+    assert not set(texts["test"]) & set(texts["train"] + texts["dev"])
+    train_voices = set(_voices(tiny_corpus, "train")) | set(_voices(tiny_corpus, "dev"))
+    assert not train_voices & set(_voices(tiny_corpus, "test"))
+    assert not train_voices & set(_voices(tiny_corpus, "test_long"))
+    dur = {s: [r["duration"] for r in _read_manifest(tiny_corpus / f"{s}_manifest.json")] for s in SPLITS}
+    mean = {s: sum(d) / len(d) for s, d in dur.items()}
+    assert mean["test_long"] > 1.5 * mean["train"]
+
+
+@pytest.mark.unit
+@needs_espeak
+def test_tokenizer(tiny_corpus):
+    spm = pytest.importorskip("sentencepiece")
+    sp = spm.SentencePieceProcessor(model_file=str(tiny_corpus / "tokenizer" / "tokenizer.model"))
+    assert sp.get_piece_size() <= 40 and sp.unk_id() == 0 and sp.bos_id() == -1 and sp.eos_id() == -1
+    sentence = _read_manifest(tiny_corpus / "train_manifest.json")[0]["text"]
+    ids = sp.encode(sentence)
+    assert ids and sp.unk_id() not in ids and sp.decode(ids) == sentence
+    vocab = (tiny_corpus / "tokenizer" / "vocab.txt").read_text().splitlines()
+    assert len(vocab) == sp.get_piece_size() - 1  # NeMo's vocab.txt drops <unk>
+
+
+@pytest.mark.unit
+@needs_espeak
+def test_rebuild_is_deterministic_and_skips(tiny_corpus, tmp_path):
+    proc = _run(tiny_corpus, *TINY_ARGS)
+    assert proc.returncode == 0 and "skipping" in proc.stdout
+
+    other = tmp_path / "again"
+    proc = _run(other, *TINY_ARGS, "--workers", "1")
+    assert proc.returncode == 0, proc.stderr
+    for split in SPLITS:
+        a = _read_manifest(tiny_corpus / f"{split}_manifest.json")
+        b = _read_manifest(other / f"{split}_manifest.json")
+        assert [(r["text"], r["duration"]) for r in a] == [(r["text"], r["duration"]) for r in b]
+        assert _voices(tiny_corpus, split) == _voices(other, split)
+    assert (tiny_corpus / "tokenizer" / "tokenizer.model").read_bytes() == (
+        other / "tokenizer" / "tokenizer.model"
+    ).read_bytes()
