@@ -123,14 +123,15 @@ class AlignerLoss(Loss):
         steps = torch.arange(positions, device=logits.device)
         mask = (steps.unsqueeze(0) <= target_lengths.unsqueeze(1)) & valid_utt.unsqueeze(1)  # (B, U+1)
 
-        log_probs = torch.log_softmax(logits.float(), dim=-1)
+        # Zero masked logits before normalizing so that garbage there (even NaN) gets no gradient.
+        log_probs = torch.log_softmax(logits.float().masked_fill(~mask.unsqueeze(-1), 0.0), dim=-1)
         nll = -log_probs.gather(-1, targets_eos.unsqueeze(-1)).squeeze(-1)  # (B, U+1)
         per_position = nll
         if self.label_smoothing > 0:
             smoothing = self._smoothing_distribution(targets_eos, mask, num_classes)
             smooth_nll = -(log_probs * smoothing).sum(-1)
             per_position = (1.0 - self.label_smoothing) * nll + self.label_smoothing * smooth_nll
-        per_position = per_position.masked_fill(~mask, 0.0)  # masked_fill, not *: keeps NaN/inf out
+        per_position = per_position.masked_fill(~mask, 0.0)
 
         total = per_position.sum()
         if self.reduction == "sum":

@@ -49,7 +49,7 @@ def write_tone_corpus(out_dir: Path, texts: list[str], seed: int = 0) -> Path:
     """Write WAVs and a NeMo manifest; return the manifest path."""
     rng = np.random.default_rng(seed)
     out_dir.mkdir(parents=True, exist_ok=True)
-    manifest = out_dir / "manifest.json"
+    manifest = out_dir / "tones_manifest.json"  # NeMo rejects the bare name manifest.json
     with manifest.open("w") as f:
         for i, text in enumerate(texts):
             audio = synth_tones(text, rng)
@@ -108,3 +108,58 @@ def tiny_cfg(tokenizer_dir: Path, config_name: str = "aligner_conformer_bpe", **
     cfg = OmegaConf.merge(cfg, small, overrides)
     OmegaConf.resolve(cfg)
     return cfg
+
+
+def manifest_batch(model, manifest: Path):
+    """All utterances of a manifest as one padded batch (audio, audio_lens, tokens, token_lens)."""
+    import torch
+
+    items = [json.loads(line) for line in manifest.read_text().splitlines()]
+    audio = [torch.tensor(sf.read(i["audio_filepath"], dtype="float32")[0]) for i in items]
+    tokens = [torch.tensor(model.tokenizer.text_to_ids(i["text"])) for i in items]
+    pad = torch.nn.utils.rnn.pad_sequence
+    return (
+        pad(audio, batch_first=True),
+        torch.tensor([a.numel() for a in audio]),
+        pad(tokens, batch_first=True),
+        torch.tensor([t.numel() for t in tokens]),
+    ), [i["text"] for i in items]
+
+
+def overfit(model, batch, texts, max_steps: int = 300, check_every: int = 10) -> int:
+    """Train on one batch until greedy decoding reproduces every text; return the steps used."""
+    import torch
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    audio, audio_lens, tokens, token_lens = batch
+    for step in range(1, max_steps + 1):
+        model.train()
+        encoded, encoded_len = model(input_signal=audio, input_signal_length=audio_lens)
+        loss = model.compute_loss(encoded, encoded_len, tokens, token_lens)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if step % check_every == 0:
+            model.eval()
+            with torch.no_grad():
+                encoded, encoded_len = model(input_signal=audio, input_signal_length=audio_lens)
+                hyps = model.decoding.rnnt_decoder_predictions_tensor(encoded, encoded_len)
+            if [h.text for h in hyps] == texts:
+                return step
+    raise AssertionError(f"did not overfit {len(texts)} utterances in {max_steps} steps")
+
+
+@pytest.fixture(scope="session")
+def trained_nemo(tmp_path_factory, tokenizer_dir, tone_manifest) -> Path:
+    """A tiny aligner overfit on the tone corpus, saved as .nemo (shared by the restore tests)."""
+    import torch
+
+    from nemo_aligner_plugin import AlignerEncoderModel
+
+    torch.manual_seed(0)
+    model = AlignerEncoderModel(tiny_cfg(tokenizer_dir).model)
+    batch, texts = manifest_batch(model, tone_manifest)
+    overfit(model, batch, texts)
+    path = tmp_path_factory.mktemp("trained") / "tiny_aligner.nemo"
+    model.save_to(str(path))
+    return path

@@ -61,14 +61,14 @@ def greedy_batch(
     lens = encoder_out_lens.to(device).long()
     max_steps = int(lens.max()) if batch_size else 0
     if cfg.max_tokens is not None:
-        max_steps = min(max_steps, cfg.max_tokens + 1)  # +1: the EOS step
+        max_steps = min(max_steps, cfg.max_tokens)
 
     encoder_proj = joint.project_encoder(encoder_out[:, :max_steps])  # (B, S, J), once for all steps
     tokens = torch.full((batch_size, max_steps), eos_id, dtype=torch.long, device=device)
     scores = torch.zeros(batch_size, dtype=torch.float32, device=device)
     lengths = torch.zeros(batch_size, dtype=torch.long, device=device)
     ended = torch.zeros(batch_size, dtype=torch.bool, device=device)
-    limit = lens if cfg.max_tokens is None else lens.clamp(max=cfg.max_tokens + 1)
+    limit = lens if cfg.max_tokens is None else lens.clamp(max=cfg.max_tokens)
 
     lstm = state.lstm if state is not None else None
     prev = state.last_tokens if state is not None else None
