@@ -156,7 +156,9 @@ class AlignerEncoderModel(ASRModel, ExportableEncDecModel, ASRBPEMixin, ASRModul
             processed_signal = self.spec_augmentation(input_spec=processed_signal, length=processed_signal_length)
         return self.encoder(audio_signal=processed_signal, length=processed_signal_length)
 
-    def aligner_logits(self, encoded: torch.Tensor, transcript: torch.Tensor, transcript_len: torch.Tensor) -> torch.Tensor:
+    def aligner_logits(
+        self, encoded: torch.Tensor, transcript: torch.Tensor, transcript_len: torch.Tensor
+    ) -> torch.Tensor:
         """encoded (B, D, T), transcript (B, U) -> logits (B, U+1, V+1) on the diagonal."""
         pred_out, _, _ = self.decoder(targets=transcript, target_length=transcript_len)  # (B, H, U+1)
         return diagonal_logits(self.joint, encoded.transpose(1, 2), pred_out.transpose(1, 2))
@@ -205,7 +207,9 @@ class AlignerEncoderModel(ASRModel, ExportableEncDecModel, ASRBPEMixin, ASRModul
         return metrics
 
     def test_step(self, batch, batch_idx, dataloader_idx=0):
-        logs = {k.replace("val_", "test_"): v for k, v in self.validation_pass(batch, batch_idx, dataloader_idx).items()}
+        logs = {
+            k.replace("val_", "test_"): v for k, v in self.validation_pass(batch, batch_idx, dataloader_idx).items()
+        }
         if isinstance(self.trainer.test_dataloaders, list) and len(self.trainer.test_dataloaders) > 1:
             self.test_step_outputs[dataloader_idx].append(logs)
         else:
@@ -228,7 +232,9 @@ class AlignerEncoderModel(ASRModel, ExportableEncDecModel, ASRBPEMixin, ASRModul
     ):
         """Transcribe audio files, a manifest, arrays or a DataLoader; returns NeMo Hypothesis objects."""
         if timestamps is not None and bool(timestamps) != bool(self.cfg.decoding.compute_timestamps):
-            self.change_decoding_strategy({**OmegaConf.to_container(self.cfg.decoding), "compute_timestamps": timestamps}, verbose=False)
+            self.change_decoding_strategy(
+                {**OmegaConf.to_container(self.cfg.decoding), "compute_timestamps": timestamps}, verbose=False
+            )
         return super().transcribe(
             audio=audio,
             batch_size=batch_size,

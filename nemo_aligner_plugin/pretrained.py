@@ -40,7 +40,9 @@ def _read_catalog(path: Path) -> list[dict]:
     except (OSError, yaml.YAMLError) as err:
         raise ValueError(f"Cannot read pretrained-model catalog {path}: {err}") from err
     if not isinstance(entries, list):
-        raise ValueError(f"Pretrained-model catalog {path} must be a YAML list of entries, got {type(entries).__name__}")
+        raise ValueError(
+            f"Pretrained-model catalog {path} must be a YAML list of entries, got {type(entries).__name__}"
+        )
     for i, entry in enumerate(entries):
         missing = {"name", "location"} - set(entry or {})
         if missing:

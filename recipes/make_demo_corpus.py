@@ -433,52 +433,15 @@ def plan_corpus(
 
 
 def train_tokenizer(texts: Sequence[str], out_dir: Path, vocab_size: int) -> int:
-    """SentencePiece BPE on the train text, laid out like NeMo's process_asr_text_tokenizer.
-
-    Trains from an in-memory iterator into a buffer so no file path is baked into the model proto,
-    which keeps tokenizer.model byte-identical across rebuilds. Returns the actual vocab size
-    (hard_vocab_limit=False, as in NeMo, may shrink it on tiny corpora).
-    """
-    import io
-
-    import sentencepiece as spm
+    """The plugin's NeMo-layout BPE trainer, plus the training text for reference; returns the vocab size."""
+    from nemo_aligner_plugin.tokenizer import train_bpe_tokenizer  # lazy: importing the plugin imports NeMo
 
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "train_text.txt").write_text("".join(t + "\n" for t in texts), encoding="utf-8")
-    buf = io.BytesIO()
     try:
-        spm.SentencePieceTrainer.train(
-            sentence_iterator=iter(texts),
-            model_writer=buf,
-            vocab_size=vocab_size,
-            model_type="bpe",
-            character_coverage=1.0,
-            bos_id=-1,
-            eos_id=-1,
-            unk_id=0,
-            hard_vocab_limit=False,
-            shuffle_input_sentence=False,
-            num_threads=1,
-            minloglevel=2,
-        )
-    except RuntimeError as e:
-        raise SystemExit(
-            f"error: SentencePiece training failed with --vocab-size {vocab_size}: {e}. "
-            "Try another --vocab-size or a larger --num-train."
-        ) from e
-    (out_dir / "tokenizer.model").write_bytes(buf.getvalue())
-    sp = spm.SentencePieceProcessor(model_proto=buf.getvalue())
-    pieces, special = [], {"<s>", "</s>", "<pad>", "<unk>"}
-    with open(out_dir / "tokenizer.vocab", "w", encoding="utf-8") as f:
-        for i in range(sp.get_piece_size()):
-            piece = sp.id_to_piece(i)
-            f.write(f"{piece}\t{sp.get_score(i):g}\n")
-            if piece in special:
-                continue
-            token = piece[1:] if piece.startswith("\u2581") else f"##{piece}"
-            pieces.append(token if token else piece[0])
-    (out_dir / "vocab.txt").write_text("".join(p + "\n" for p in pieces), encoding="utf-8")
-    return sp.get_piece_size()
+        return train_bpe_tokenizer(texts, out_dir, vocab_size)
+    except ValueError as err:
+        raise SystemExit(f"error: {err}. Try another --vocab-size or a larger --num-train.") from err
 
 
 def _stats(durs: list[float]) -> dict[str, float]:

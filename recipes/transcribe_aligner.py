@@ -114,7 +114,7 @@ def run(cfg: TranscriptionConfig) -> dict[str, Any]:
     seconds = time.perf_counter() - start
     output.parent.mkdir(parents=True, exist_ok=True)
     with output.open("w", encoding="utf-8") as f:
-        for entry, hyp in zip(entries, hyps):
+        for entry, hyp in zip(entries, hyps, strict=True):
             f.write(json.dumps({**entry, "pred_text": hyp.text}, ensure_ascii=False) + "\n")
 
     result: dict[str, Any] = {"output_filename": str(output), "transcribe_seconds": seconds}

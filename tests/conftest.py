@@ -41,7 +41,10 @@ def synth_tones(text: str, rng: np.random.Generator, char_s: float = 0.09, gap_s
 
 
 def random_sentence(rng: np.random.Generator, min_words: int = 2, max_words: int = 4) -> str:
-    words = ["".join(rng.choice(list(TONE_ALPHABET), size=rng.integers(2, 4))) for _ in range(rng.integers(min_words, max_words + 1))]
+    words = [
+        "".join(rng.choice(list(TONE_ALPHABET), size=rng.integers(2, 4)))
+        for _ in range(rng.integers(min_words, max_words + 1))
+    ]
     return " ".join(words)
 
 
@@ -55,7 +58,9 @@ def write_tone_corpus(out_dir: Path, texts: list[str], seed: int = 0) -> Path:
             audio = synth_tones(text, rng)
             path = out_dir / f"utt{i:03d}.wav"
             sf.write(path, audio, SAMPLE_RATE)
-            f.write(json.dumps({"audio_filepath": str(path), "duration": audio.size / SAMPLE_RATE, "text": text}) + "\n")
+            f.write(
+                json.dumps({"audio_filepath": str(path), "duration": audio.size / SAMPLE_RATE, "text": text}) + "\n"
+            )
     return manifest
 
 
@@ -69,7 +74,9 @@ def tone_texts() -> list[str]:
 def tokenizer_dir(tmp_path_factory, tone_texts) -> Path:
     from nemo_aligner_plugin.tokenizer import train_bpe_tokenizer
 
-    return train_bpe_tokenizer(tone_texts, tmp_path_factory.mktemp("tokenizer"), vocab_size=24)
+    out_dir = tmp_path_factory.mktemp("tokenizer")
+    train_bpe_tokenizer(tone_texts, out_dir, vocab_size=24)
+    return out_dir
 
 
 @pytest.fixture(scope="session")

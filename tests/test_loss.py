@@ -45,7 +45,9 @@ def test_uniform_logits_give_log_num_classes_for_any_smoothing(batch):
     _, targets, target_lengths, encoder_lengths = batch
     for mode in ("batch_prior", "uniform"):
         loss = AlignerLoss(eos_id=EOS, label_smoothing=0.1, smoothing_mode=mode)
-        value = loss(logits=torch.zeros(2, 3, 4), targets=targets, target_lengths=target_lengths, encoder_lengths=encoder_lengths)
+        value = loss(
+            logits=torch.zeros(2, 3, 4), targets=targets, target_lengths=target_lengths, encoder_lengths=encoder_lengths
+        )
         assert value.item() == pytest.approx(math.log(4), abs=1e-6)
 
 
@@ -98,7 +100,9 @@ def test_reductions(batch):
     kwargs = dict(logits=logits, targets=targets, target_lengths=target_lengths, encoder_lengths=encoder_lengths)
     total = AlignerLoss(eos_id=EOS, reduction="sum")(**kwargs)
     assert AlignerLoss(eos_id=EOS, reduction="mean_token")(**kwargs).item() == pytest.approx(total.item() / 5, rel=1e-6)
-    assert AlignerLoss(eos_id=EOS, reduction="mean_utterance")(**kwargs).item() == pytest.approx(total.item() / 2, rel=1e-6)
+    assert AlignerLoss(eos_id=EOS, reduction="mean_utterance")(**kwargs).item() == pytest.approx(
+        total.item() / 2, rel=1e-6
+    )
 
 
 @pytest.mark.unit

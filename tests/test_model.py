@@ -16,9 +16,14 @@ from nemo_aligner_plugin.decoding.nemo_glue import AlignerDecodingComputer
 @pytest.mark.unit
 @pytest.mark.parametrize(
     "config_name, frames_per_second, min_params, max_params",
-    [("aligner_conformer_bpe", 25, 90e6, 130e6), ("aligner_fastconformer_bpe", 13, 90e6, 130e6)]  # 1 s = 100 mel frames,
+    [
+        ("aligner_conformer_bpe", 25, 90e6, 130e6),
+        ("aligner_fastconformer_bpe", 13, 90e6, 130e6),
+    ],  # 1 s = 100 mel frames,
 )
-def test_shipped_configs_build_the_documented_model(tokenizer_dir, config_name, frames_per_second, min_params, max_params):
+def test_shipped_configs_build_the_documented_model(
+    tokenizer_dir, config_name, frames_per_second, min_params, max_params
+):
     cfg = OmegaConf.load(CONFIGS / f"{config_name}.yaml")
     cfg.model.tokenizer.dir = str(tokenizer_dir)
     cfg.model.train_ds.manifest_filepath = None
@@ -30,7 +35,9 @@ def test_shipped_configs_build_the_documented_model(tokenizer_dir, config_name, 
     assert model.decoder.pred_hidden == 640 and model.cfg.preprocessor.features == 80
     assert model.cfg.loss.label_smoothing == 0.1 and model.cfg.loss.smoothing_mode == "batch_prior"
     with torch.no_grad():
-        _, encoded_len = model(input_signal=torch.zeros(1, SAMPLE_RATE), input_signal_length=torch.tensor([SAMPLE_RATE]))
+        _, encoded_len = model(
+            input_signal=torch.zeros(1, SAMPLE_RATE), input_signal_length=torch.tensor([SAMPLE_RATE])
+        )
     assert encoded_len.item() == frames_per_second
 
 

@@ -24,10 +24,17 @@ urllib.request.urlretrieve = _file_only
 """
 
 
-def run_fresh(code: str, env: dict | None = None) -> list[str]:
-    """Run code in a new interpreter; it prints one JSON list of transcripts as its last line."""
+TRANSCRIBE = """
+import json
+print(json.dumps([h.text for h in model.transcribe(FILES, batch_size=4, verbose=False)]))
+"""
+
+
+def run_fresh(code: str, files: list[str] | None = None, env: dict | None = None) -> list:
+    """Run code in a new interpreter; with ``files`` it must bind ``model`` and we return its transcripts."""
+    script = BLOCK_NETWORK + f"FILES = {files!r}\n" + textwrap.dedent(code) + (TRANSCRIBE if files else "")
     proc = subprocess.run(
-        [sys.executable, "-c", BLOCK_NETWORK + textwrap.dedent(code)],
+        [sys.executable, "-c", script],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -49,48 +56,59 @@ def expected(tone_manifest) -> list[str]:
 
 @pytest.mark.unit
 def test_plugin_class_restore_in_fresh_process(trained_nemo, tone_manifest, expected):
-    texts = run_fresh(f"""
+    texts = run_fresh(
+        f"""
         import json
         from nemo_aligner_plugin import AlignerEncoderModel
         model = AlignerEncoderModel.restore_from({str(trained_nemo)!r})
-        print(json.dumps([h.text for h in model.transcribe({audio_files(tone_manifest)!r}, batch_size=4, verbose=False)]))
-    """)
+    """,
+        files=audio_files(tone_manifest),
+    )
     assert texts == expected
 
 
 @pytest.mark.unit
 def test_generic_asrmodel_restore_after_plugin_import(trained_nemo, tone_manifest, expected):
-    texts = run_fresh(f"""
+    texts = run_fresh(
+        f"""
         import json
         import nemo_aligner_plugin
         from nemo.collections.asr.models import ASRModel
         model = ASRModel.restore_from({str(trained_nemo)!r})
         assert type(model).__name__ == "AlignerEncoderModel", type(model)
-        print(json.dumps([h.text for h in model.transcribe({audio_files(tone_manifest)!r}, batch_size=4, verbose=False)]))
-    """)
+    """,
+        files=audio_files(tone_manifest),
+    )
     assert texts == expected
 
 
 @pytest.mark.unit
 def test_nemo_transcribe_utils_setup_model_without_explicit_import(trained_nemo, tone_manifest, expected):
     """NeMo's transcribe_speech.py path: the class path in the .nemo imports the plugin by itself."""
-    texts = run_fresh(f"""
+    texts = run_fresh(
+        f"""
         import json, sys
         from omegaconf import OmegaConf
         from nemo.collections.asr.parts.utils.transcribe_utils import setup_model
         from nemo.collections.asr.parts.submodules.rnnt_decoding import RNNTDecodingConfig
         assert "nemo_aligner_plugin" not in sys.modules
-        model, _ = setup_model(OmegaConf.create({{"model_path": {str(trained_nemo)!r}, "pretrained_name": None}}), "cpu")
+        cfg = OmegaConf.create({{"model_path": {str(trained_nemo)!r}, "pretrained_name": None}})
+        model, _ = setup_model(cfg, "cpu")
         model.change_decoding_strategy(OmegaConf.structured(RNNTDecodingConfig(fused_batch_size=-1)))
-        print(json.dumps([h.text for h in model.transcribe({audio_files(tone_manifest)!r}, batch_size=4, verbose=False)]))
-    """)
+    """,
+        files=audio_files(tone_manifest),
+    )
     assert texts == expected
 
 
 @pytest.mark.unit
 def test_from_pretrained_offline_from_seeded_nemo_cache(trained_nemo, tone_manifest, expected, tmp_path):
     """A catalog entry with a remote URL is served from a pre-filled NEMO_CACHE_DIR; the network is blocked."""
-    name, location, description = "aligner_tiny_tones", "https://models.example.org/aligner/aligner_tiny_tones.nemo", "tiny"
+    name, location, description = (
+        "aligner_tiny_tones",
+        "https://models.example.org/aligner/aligner_tiny_tones.nemo",
+        "tiny",
+    )
     catalog = tmp_path / "catalog.yaml"
     catalog.write_text(json.dumps([{"name": name, "location": location, "description": description}]))
     cache = tmp_path / "nemo_cache"
@@ -104,8 +122,8 @@ def test_from_pretrained_offline_from_seeded_nemo_cache(trained_nemo, tone_manif
         names = [m.pretrained_model_name for m in AlignerEncoderModel.list_available_models()]
         assert names == [{name!r}], names
         model = AlignerEncoderModel.from_pretrained({name!r})
-        print(json.dumps([h.text for h in model.transcribe({audio_files(tone_manifest)!r}, batch_size=4, verbose=False)]))
         """,
+        files=audio_files(tone_manifest),
         env={"NEMO_CACHE_DIR": str(cache), "NEMO_ALIGNER_CATALOG": str(catalog)},
     )
     assert texts == expected
@@ -121,8 +139,8 @@ def test_registered_file_location_works_offline(trained_nemo, tone_manifest, exp
         register_pretrained_model("team_aligner", {trained_nemo.resolve().as_uri()!r}, "shared-filesystem model")
         assert "team_aligner" in [m.pretrained_model_name for m in ASRModel.list_available_models()]
         model = AlignerEncoderModel.from_pretrained("team_aligner")
-        print(json.dumps([h.text for h in model.transcribe({audio_files(tone_manifest)!r}, batch_size=4, verbose=False)]))
         """,
+        files=audio_files(tone_manifest),
         env={"NEMO_CACHE_DIR": str(tmp_path / "cache")},
     )
     assert texts == expected

@@ -88,7 +88,7 @@ def greedy_batch(
         ended |= active & (best == eos_id)
         # Only rows that emitted a real token advance; finished rows keep their state for carry-over.
         keep = emitted.view(1, -1, 1)
-        lstm = new_lstm if lstm is None else tuple(torch.where(keep, n, o) for n, o in zip(new_lstm, lstm))
+        lstm = new_lstm if lstm is None else tuple(torch.where(keep, n, o) for n, o in zip(new_lstm, lstm, strict=True))
         prev = best if prev is None else torch.where(emitted, best, prev)
 
     u_max = int(lengths.max()) if batch_size else 0

@@ -7,8 +7,9 @@ Every strategy is ``name -> (config dataclass, function)``; the function takes
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, NamedTuple, Optional
+from typing import Any, NamedTuple, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -66,7 +67,9 @@ def normalize_decoding_cfg(cfg: Optional[DictConfig | Mapping[str, Any]]) -> Dic
     if _is_aligner_cfg(plain):
         merged = OmegaConf.merge(base, plain, {"strategy": strategy})
     else:
-        merged = OmegaConf.merge(base, {"strategy": strategy, "compute_timestamps": bool(plain.get("compute_timestamps"))})
+        merged = OmegaConf.merge(
+            base, {"strategy": strategy, "compute_timestamps": bool(plain.get("compute_timestamps"))}
+        )
     if merged.strategy not in STRATEGIES:
         raise ValueError(f"decoding.strategy={merged.strategy!r} is unknown; choose one of {sorted(STRATEGIES)}")
     if merged.compute_timestamps:

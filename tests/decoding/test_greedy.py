@@ -85,7 +85,9 @@ def test_rows_never_read_past_their_frames():
 @pytest.mark.unit
 def test_max_tokens_caps_output():
     decoder, joint = make_modules(eos_bias=-100.0)
-    hyps, _ = greedy_batch(decoder, joint, torch.randn(2, 10, ENC_DIM), torch.tensor([10, 10]), EOS, GreedyBatchConfig(max_tokens=3))
+    hyps, _ = greedy_batch(
+        decoder, joint, torch.randn(2, 10, ENC_DIM), torch.tensor([10, 10]), EOS, GreedyBatchConfig(max_tokens=3)
+    )
     assert hyps.lengths.tolist() == [3, 3]
 
 

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from conftest import REPO
+
 SCRIPT = REPO / "recipes" / "make_demo_corpus.py"
 SPLITS = ("train", "dev", "test", "test_long")
-TINY_ARGS = ["--seed", "7", "--num-train", "12", "--num-dev", "4", "--num-test", "4", "--num-test-long", "2", "--vocab-size", "40"]  # fmt: skip
+TINY_ARGS = "--seed 7 --num-train 12 --num-dev 4 --num-test 4 --num-test-long 2 --vocab-size 40".split()
 needs_espeak = pytest.mark.skipif(
     shutil.which("espeak-ng") is None, reason="espeak-ng not installed (apt-get install espeak-ng)"
 )

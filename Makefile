@@ -1,0 +1,26 @@
+# Two commands matter for a newcomer: `make demo` (the main job on built-in data) and `make test`.
+PYTHON ?= python
+DEMO_DIR ?= data/demo
+
+.PHONY: install test test-slow lint format demo
+
+install:  ## torch first, pinned, so pip takes the CPU wheel instead of a multi-GB CUDA build
+	$(PYTHON) -m pip install -q torch==2.13.0
+	$(PYTHON) -m pip install -q -e ".[test,plot]"
+
+test:  ## the default offline CPU suite
+	$(PYTHON) -m pytest -m "not slow" -q
+
+test-slow:
+	$(PYTHON) -m pytest -m slow -q
+
+lint:
+	$(PYTHON) -m ruff check .
+	$(PYTHON) -m ruff format --check .
+
+format:
+	$(PYTHON) -m ruff format .
+	$(PYTHON) -m ruff check --fix .
+
+demo:  ## build the espeak-ng corpus, train an aligner on it, transcribe the test splits
+	bash recipes/demo.sh $(DEMO_DIR)

@@ -1,0 +1,97 @@
+"""The hydra training recipe and the transcription recipe, run as a user runs them."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+
+TINY_OVERRIDES = [
+    "model.encoder.n_layers=2",
+    "model.encoder.d_model=64",
+    "model.encoder.n_heads=4",
+    "model.encoder.ff_expansion_factor=2",
+    "model.encoder.conv_kernel_size=9",
+    "model.encoder.subsampling_conv_channels=32",
+    "model.encoder.dropout=0.0",
+    "model.encoder.dropout_pre_encoder=0.0",
+    "model.encoder.dropout_att=0.0",
+    "model.model_defaults.pred_hidden=64",
+    "model.model_defaults.joint_hidden=64",
+    "model.preprocessor.features=40",
+    "model.preprocessor.dither=0.0",
+    "model.spec_augment=null",
+    "model.optim.lr=3e-3",
+    "model.optim.weight_decay=0.0",
+    "~model.optim.sched",  # constant LR (NeMo cannot take sched=null)
+    "model.train_ds.batch_size=8",
+    "model.train_ds.num_workers=0",
+    "model.validation_ds.num_workers=0",
+    "model.test_ds.num_workers=0",
+    "trainer.accelerator=cpu",
+    "trainer.devices=1",
+    "trainer.max_epochs=-1",
+    "trainer.log_every_n_steps=5",
+    "trainer.check_val_every_n_epoch=20",
+]
+
+
+def run(args: list[str], timeout: int = 600) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=REPO, timeout=timeout)
+    assert proc.returncode == 0, (proc.stdout[-2000:], proc.stderr[-4000:])
+    return proc
+
+
+@pytest.mark.unit
+def test_train_then_transcribe_recipes(tmp_path, tone_manifest, tokenizer_dir):
+    run(
+        [
+            "recipes/train_aligner.py",
+            "--config-path=../configs",
+            "--config-name=aligner_conformer_bpe",
+            f"model.train_ds.manifest_filepath={tone_manifest}",
+            f"model.validation_ds.manifest_filepath={tone_manifest}",
+            f"model.test_ds.manifest_filepath={tone_manifest}",
+            f"model.tokenizer.dir={tokenizer_dir}",
+            f"exp_manager.exp_dir={tmp_path / 'exp'}",
+            "exp_manager.create_tensorboard_logger=false",
+            "trainer.max_steps=60",
+            *TINY_OVERRIDES,
+        ]
+    )
+    final = list((tmp_path / "exp").rglob("AlignerEncoder-Conformer-BPE.nemo"))
+    assert final, "training recipe wrote no .nemo"
+
+    predictions = tmp_path / "preds.json"
+    run(
+        [
+            "recipes/transcribe_aligner.py",
+            f"model_path={final[0]}",
+            f"dataset_manifest={tone_manifest}",
+            f"output_filename={predictions}",
+            "batch_size=4",
+        ]
+    )
+    lines = [json.loads(line) for line in predictions.read_text().splitlines()]
+    references = [json.loads(line) for line in tone_manifest.read_text().splitlines()]
+    assert [line["text"] for line in lines] == [r["text"] for r in references]
+    metrics = json.loads(predictions.with_name("preds.json.metrics.json").read_text())
+    assert metrics["num_utterances"] == len(references)
+    assert metrics["wer"] <= 0.25, metrics  # 60 steps on 8 utterances: the recipe really trains
+
+
+@pytest.mark.unit
+def test_transcribe_recipe_reports_bad_input_clearly(tmp_path, trained_nemo):
+    bad = tmp_path / "bad_manifest.json"
+    bad.write_text('{"audio_filepath": "a.wav", "text": "x"}\n{not json\n')
+    proc = subprocess.run(
+        [sys.executable, "recipes/transcribe_aligner.py", f"model_path={trained_nemo}", f"dataset_manifest={bad}"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
+    assert proc.returncode == 2
+    assert f"{bad}:2: not valid JSON" in proc.stdout + proc.stderr
