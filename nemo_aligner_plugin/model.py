@@ -31,6 +31,8 @@ from nemo.core.neural_types import (
 from nemo.utils import logging, model_utils
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
+from nemo_aligner_plugin.augment import concatenate_pairs
+from nemo_aligner_plugin.aux_ctc import AuxCTC
 from nemo_aligner_plugin.data import build_dataloader
 from nemo_aligner_plugin.decoding.nemo_glue import AlignerBPEDecoding
 from nemo_aligner_plugin.decoding.strategies import normalize_decoding_cfg
@@ -73,6 +75,16 @@ class AlignerEncoderModel(ASRModel, ExportableEncDecModel, ASRBPEMixin, ASRModul
         self.eos_id = len(vocabulary)  # the RNN-T blank slot: NeMo's decoding wrapper strips it from text
         self.loss = AlignerLoss(eos_id=self.eos_id, **OmegaConf.to_container(self.cfg.loss))
         self.compute_eval_loss = self.cfg.get("compute_eval_loss", True)
+        aux_ctc = self.cfg.get("aux_ctc") or {}
+        self.aux_ctc_weight = float(aux_ctc.get("weight", 0.0))
+        self.aux_ctc = (
+            AuxCTC(self.encoder, self.encoder.d_model, len(vocabulary), layer=aux_ctc.get("layer", -1))
+            if self.aux_ctc_weight > 0
+            else None
+        )
+        concat = self.cfg.get("concat_utterances") or {}
+        self.concat_fraction = float(concat.get("fraction", 0.0))
+        self.concat_gap_samples = int(concat.get("gap_seconds", 0.0) * self.cfg.sample_rate)
         self._build_decoding(self.cfg.decoding)
         self.setup_optimization_flags()  # skip_nan_grad etc., read from cfg by ASRModel
         self.setup_adapters()
@@ -170,14 +182,27 @@ class AlignerEncoderModel(ASRModel, ExportableEncDecModel, ASRBPEMixin, ASRModul
     # ------------------------------------------------------------------ Lightning steps
     def training_step(self, batch, batch_nb):
         signal, signal_len, transcript, transcript_len = batch[:4]
+        if self.concat_fraction > 0:
+            signal, signal_len, transcript, transcript_len = concatenate_pairs(
+                signal, signal_len, transcript, transcript_len, self.concat_fraction, self.concat_gap_samples
+            )
         encoded, encoded_len = self.forward(input_signal=signal, input_signal_length=signal_len)
-        loss_value = self.add_auxiliary_losses(self.compute_loss(encoded, encoded_len, transcript, transcript_len))
-        logs = {
-            "train_loss": loss_value,
-            "learning_rate": self._optimizer.param_groups[0]["lr"],
-            "global_step": torch.tensor(self.trainer.global_step, dtype=torch.float32),
-            "train_skipped_utts": float(self.loss.num_skipped_last),
-        }
+        aligner_loss = self.compute_loss(encoded, encoded_len, transcript, transcript_len)
+        loss_value = aligner_loss
+        logs = {}
+        if self.aux_ctc is not None:
+            ctc_loss = self.aux_ctc(encoded, encoded_len, transcript, transcript_len)
+            loss_value = loss_value + self.aux_ctc_weight * ctc_loss
+            logs.update(train_aligner_loss=aligner_loss, train_aux_ctc_loss=ctc_loss)
+        loss_value = self.add_auxiliary_losses(loss_value)
+        logs.update(
+            {
+                "train_loss": loss_value,
+                "learning_rate": self._optimizer.param_groups[0]["lr"],
+                "global_step": torch.tensor(self.trainer.global_step, dtype=torch.float32),
+                "train_skipped_utts": float(self.loss.num_skipped_last),
+            }
+        )
         if (batch_nb + 1) % self.trainer.log_every_n_steps == 0:
             self.wer.update(encoded, encoded_len, transcript, transcript_len)
             _, scores, words = self.wer.compute()

@@ -4,22 +4,23 @@ NeMo's WER metric accepts only its own decoding classes, so we keep an ``RNNTBPE
 detokenizes, strips the blank id -- our EOS -- and formats hypotheses) and install the aligner
 strategy as its inner ``.decoding`` callable. Nothing else in the package knows about this trick.
 
-B: batch size, D: encoder dim, T: encoder frames.
+B: batch size, N: hypotheses per utterance, D: encoder dim, T: encoder frames.
 """
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Union
 
 import torch
 from nemo.collections.asr.parts.submodules.rnnt_decoding import RNNTBPEDecoding, RNNTBPEDecodingConfig
-from nemo.collections.asr.parts.utils.rnnt_utils import Hypothesis
+from nemo.collections.asr.parts.utils.rnnt_utils import Hypothesis, NBestHypotheses
 from omegaconf import DictConfig, OmegaConf
 
+from nemo_aligner_plugin.decoding.beam import BeamHyps
 from nemo_aligner_plugin.decoding.greedy import BatchedHyps
 from nemo_aligner_plugin.decoding.strategies import STRATEGIES
 
-__all__ = ["AlignerBPEDecoding", "AlignerDecodingComputer", "to_hypotheses"]
+__all__ = ["AlignerBPEDecoding", "AlignerDecodingComputer", "to_hypotheses", "to_nbest_hypotheses"]
 
 
 def to_hypotheses(hyps: BatchedHyps, encoder_out_lens: torch.Tensor) -> list[Hypothesis]:
@@ -32,6 +33,26 @@ def to_hypotheses(hyps: BatchedHyps, encoder_out_lens: torch.Tensor) -> list[Hyp
             y_sequence=tokens[b, : lengths[b]].clone(),
             timestamp=frames[b, : lengths[b]].clone(),
             length=int(lens[b]),
+        )
+        for b in range(tokens.size(0))
+    ]
+
+
+def to_nbest_hypotheses(hyps: BeamHyps, encoder_out_lens: torch.Tensor) -> list[NBestHypotheses]:
+    """Convert beam results to one NeMo ``NBestHypotheses`` per utterance (best first, empty slots dropped)."""
+    tokens, lengths, scores = hyps.tokens.cpu(), hyps.lengths.cpu(), hyps.scores.cpu()
+    num_hyps, lens = hyps.num_hyps.cpu(), encoder_out_lens.cpu()
+    return [
+        NBestHypotheses(
+            [
+                Hypothesis(
+                    score=float(scores[b, n]),
+                    y_sequence=tokens[b, n, : lengths[b, n]].clone(),
+                    timestamp=torch.arange(int(lengths[b, n])),
+                    length=int(lens[b]),
+                )
+                for n in range(int(num_hyps[b]))
+            ]
         )
         for b in range(tokens.size(0))
     ]
@@ -53,8 +74,12 @@ class AlignerDecodingComputer:
         encoder_output: torch.Tensor,
         encoded_lengths: torch.Tensor,
         partial_hypotheses: Optional[list] = None,
-    ) -> tuple[list[Hypothesis]]:
-        """encoder_output: (B, D, T) as NeMo passes it; returns a 1-tuple like NeMo's decoders."""
+    ) -> tuple[Union[list[Hypothesis], list[NBestHypotheses]]]:
+        """encoder_output: (B, D, T) as NeMo passes it; returns a 1-tuple like NeMo's decoders.
+
+        N-best lists (``NBestHypotheses``) come back when the strategy says ``return_best_hypothesis=False``;
+        NeMo's ``rnnt_decoder_predictions_tensor`` then returns a list of hypotheses per utterance.
+        """
         if partial_hypotheses:
             raise NotImplementedError("Aligner decoding does not take partial hypotheses (streaming RNN-T feature).")
         was_training = self.decoder.training
@@ -72,6 +97,10 @@ class AlignerDecodingComputer:
         finally:
             self.decoder.train(was_training)
             self.joint.train(was_training)
+        if isinstance(hyps, BeamHyps):
+            if self.strategy_cfg.return_best_hypothesis:
+                return (to_hypotheses(hyps.best(), encoded_lengths),)
+            return (to_nbest_hypotheses(hyps, encoded_lengths),)
         return (to_hypotheses(hyps, encoded_lengths),)
 
 

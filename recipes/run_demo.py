@@ -1,0 +1,211 @@
+"""The main job on built-in data (`make demo`): corpus -> training -> transcription -> WER -> alignment plot -> report.
+
+    python recipes/run_demo.py --work-dir data/demo            # the full demo (see docs/demo.md for time/WER)
+    python recipes/run_demo.py --work-dir /tmp/d --smoke       # a 1-minute pipeline check on a tiny corpus
+
+Everything runs on the CPU with no downloads: speech is synthesized by espeak-ng (installed through apt
+when missing and running as root). Each stage is a plain recipe that can also be run by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import jiwer
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPES = REPO / "recipes"
+SPLITS = ("dev", "test", "test_long")
+SMOKE_CORPUS = ["--num-train", "40", "--num-dev", "8", "--num-test", "8", "--num-test-long", "4", "--vocab-size", "64"]
+SMOKE_OVERRIDES = [
+    "model.encoder.n_layers=2",
+    "model.encoder.d_model=48",
+    "model.encoder.subsampling_conv_channels=16",
+    "model.model_defaults.pred_hidden=32",
+    "model.model_defaults.joint_hidden=32",
+    "model.train_ds.batch_size=8",
+    "trainer.max_steps=6",
+    "trainer.check_val_every_n_epoch=1",
+    "model.optim.sched.warmup_steps=2",
+]
+
+
+def log(message: str) -> None:
+    print(f"[demo {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def ensure_espeak() -> None:
+    if shutil.which("espeak-ng"):
+        return
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        sys.exit("espeak-ng is missing: install it with `sudo apt-get install espeak-ng` and rerun.")
+    log("installing espeak-ng with apt-get")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "espeak-ng"], check=True, env=env)
+
+
+def run(args: list[str]) -> None:
+    """Run a recipe with our interpreter; its output streams to the terminal (progress bars included)."""
+    subprocess.run([sys.executable, *args], check=True, cwd=REPO)
+
+
+def train(corpus: Path, exp_dir: Path, overrides: list[str]) -> dict:
+    run(
+        [
+            str(RECIPES / "train_aligner.py"),
+            "--config-path=../configs",
+            "--config-name=aligner_demo",
+            f"model.train_ds.manifest_filepath={corpus / 'train_manifest.json'}",
+            f"model.validation_ds.manifest_filepath={corpus / 'dev_manifest.json'}",
+            f"model.tokenizer.dir={corpus / 'tokenizer'}",
+            f"exp_manager.exp_dir={exp_dir}",
+            *overrides,
+        ]
+    )
+    summaries = sorted(exp_dir.rglob("training_summary.json"), key=lambda p: p.stat().st_mtime)
+    if not summaries:
+        sys.exit(f"training finished without a training_summary.json under {exp_dir}")
+    return json.loads(summaries[-1].read_text())
+
+
+def wer_by_length(entries: list[dict]) -> dict[str, float]:
+    """WER per reference length bucket (words), to show how error grows with length."""
+    buckets: dict[str, tuple[list[str], list[str]]] = defaultdict(lambda: ([], []))
+    for e in entries:
+        n = len(e["text"].split())
+        key = "1-4" if n <= 4 else "5-6" if n <= 6 else "7-8" if n <= 8 else "9-12" if n <= 12 else "13+"
+        buckets[key][0].append(e["text"])
+        buckets[key][1].append(e["pred_text"])
+    return {
+        k: round(jiwer.wer(r, h), 4)
+        for k, (r, h) in sorted(buckets.items(), key=lambda kv: int(kv[0].split("-")[0].rstrip("+")))
+    }
+
+
+def evaluate(model_path: Path, corpus: Path, out_dir: Path) -> dict:
+    sys.path.insert(0, str(RECIPES))
+    from transcribe_aligner import TranscriptionConfig
+    from transcribe_aligner import run as transcribe
+
+    results = {}
+    for split in SPLITS:
+        predictions = out_dir / f"{split}_predictions.json"
+        metrics = transcribe(
+            TranscriptionConfig(
+                model_path=str(model_path),
+                dataset_manifest=str(corpus / f"{split}_manifest.json"),
+                output_filename=str(predictions),
+                batch_size=32,
+                use_lhotse=False,
+            )
+        )
+        entries = [json.loads(line) for line in predictions.read_text().splitlines()]
+        results[split] = {
+            "wer": round(metrics["wer"], 4),
+            "cer": round(metrics["cer"], 4),
+            "utterances": metrics["num_utterances"],
+            "rtfx": round(metrics.get("rtfx", 0.0), 1),
+            "wer_by_words": wer_by_length(entries),
+        }
+    return results
+
+
+def plot(model_path: Path, corpus: Path, out_dir: Path) -> dict | None:
+    """Per-layer attention maps for one test utterance (needs the analysis module and matplotlib)."""
+    script = RECIPES / "plot_alignment.py"
+    if not script.exists():
+        return None
+    first = json.loads((corpus / "test_manifest.json").read_text().splitlines()[0])
+    png = out_dir / "alignment.png"
+    run(
+        [
+            str(script),
+            "--model",
+            str(model_path),
+            "--audio",
+            first["audio_filepath"],
+            "--text",
+            first["text"],
+            "--out",
+            str(png),
+        ]
+    )
+    scores = png.with_suffix(".json")
+    return {"png": str(png), **(json.loads(scores.read_text()) if scores.exists() else {})}
+
+
+def write_report(out_dir: Path, report: dict) -> Path:
+    lines = [
+        "# Aligner-Encoder demo report",
+        "",
+        f"- model: `{report['model']}`",
+        f"- training: {report['training']['global_step']} steps, {report['training']['minutes']:.1f} min "
+        f"({report['training']['stop_reason']})",
+        f"- whole demo: {report['total_minutes']:.1f} min",
+    ]
+    if report.get("alignment"):
+        a = report["alignment"]
+        score = a.get("aligning_score", float("nan"))
+        lines.append(f"- aligning layer: {a.get('aligning_layer')} (diagonality {score:.3f}), plot: `{a['png']}`")
+    lines += ["", "| split | utterances | WER | CER | WER by reference words |", "|---|---|---|---|---|"]
+    for split, r in report["splits"].items():
+        buckets = ", ".join(f"{k}: {v:.3f}" for k, v in r["wer_by_words"].items())
+        lines.append(f"| {split} | {r['utterances']} | {r['wer']:.4f} | {r['cer']:.4f} | {buckets} |")
+    text = "\n".join(lines) + "\n"
+    (out_dir / "report.md").write_text(text)
+    (out_dir / "report.json").write_text(json.dumps(report, indent=2))
+    return out_dir / "report.md"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work-dir", type=Path, default=REPO / "data" / "demo", help="corpus, runs and report go here")
+    parser.add_argument("--smoke", action="store_true", help="tiny corpus and model, a few steps: checks the pipeline")
+    parser.add_argument("--seed", type=int, default=0, help="corpus and training seed")
+    parser.add_argument("overrides", nargs="*", help="extra hydra overrides for the training recipe")
+    args = parser.parse_args(argv)
+
+    start = time.perf_counter()
+    ensure_espeak()
+    work = args.work_dir.resolve()
+    corpus = work / ("corpus_smoke" if args.smoke else "corpus")
+    log(f"stage 1/4: corpus -> {corpus}")
+    run(
+        [str(RECIPES / "make_demo_corpus.py"), "--out", str(corpus), "--seed", str(args.seed)]
+        + (SMOKE_CORPUS if args.smoke else [])
+    )
+
+    run_dir = work / "runs" / time.strftime("%Y-%m-%d_%H-%M-%S")
+    overrides = [f"seed={args.seed}"] + (SMOKE_OVERRIDES if args.smoke else []) + args.overrides
+    log(f"stage 2/4: training (configs/aligner_demo.yaml) -> {run_dir}")
+    summary = train(corpus, run_dir, overrides)
+    model_path = Path(summary["nemo_path"])
+
+    log("stage 3/4: transcribing dev, test (unseen voices and sentences), test_long (~2x longer)")
+    splits = evaluate(model_path, corpus, model_path.parent)
+    log("stage 4/4: alignment plot")
+    alignment = plot(model_path, corpus, model_path.parent)
+
+    report = {
+        "model": str(model_path),
+        "training": summary,
+        "splits": splits,
+        "alignment": alignment,
+        "total_minutes": (time.perf_counter() - start) / 60,
+    }
+    path = write_report(model_path.parent, report)
+    print("\n" + path.read_text())
+    log(f"report: {path} (and report.json)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""Utterance concatenation and the auxiliary CTC head."""
+
+import pytest
+import torch
+
+from conftest import tiny_cfg
+from nemo_aligner_plugin import AlignerEncoderModel
+from nemo_aligner_plugin.augment import concatenate_pairs
+
+
+@pytest.mark.unit
+def test_concatenate_pairs_joins_audio_and_tokens_exactly():
+    audio = torch.tensor([[1.0, 1.0, 0.0], [2.0, 0.0, 0.0], [3.0, 3.0, 3.0], [4.0, 4.0, 0.0]])
+    audio_lens = torch.tensor([2, 1, 3, 2])
+    tokens = torch.tensor([[11, 0], [21, 22], [31, 0], [41, 42]])
+    token_lens = torch.tensor([1, 2, 1, 2])
+    gen = torch.Generator().manual_seed(0)
+    order = torch.randperm(4, generator=torch.Generator().manual_seed(0)).tolist()
+    a, al, t, tl = concatenate_pairs(audio, audio_lens, tokens, token_lens, fraction=0.5, gap_samples=2, generator=gen)
+    first, second = order[0], order[1]
+    untouched = [i for i in range(4) if i not in (first, second)]
+    assert a.size(0) == 3 and al.tolist()[:2] == audio_lens[untouched].tolist()
+    joined = torch.cat([audio[first, : audio_lens[first]], torch.zeros(2), audio[second, : audio_lens[second]]])
+    assert torch.equal(a[2, : al[2]], joined)
+    assert (
+        t[2, : tl[2]].tolist()
+        == tokens[first, : token_lens[first]].tolist() + tokens[second, : token_lens[second]].tolist()
+    )
+    assert torch.equal(a[0, : al[0]], audio[untouched[0], : audio_lens[untouched[0]]])
+
+
+@pytest.mark.unit
+def test_concatenate_pairs_fraction_zero_is_identity():
+    audio, lens = torch.randn(4, 10), torch.full((4,), 10)
+    tokens, tlens = torch.ones(4, 3, dtype=torch.long), torch.full((4,), 3)
+    out = concatenate_pairs(audio, lens, tokens, tlens, fraction=0.0)
+    assert out[0] is audio and out[2] is tokens
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("layer", [-1, 0])
+def test_aux_ctc_adds_a_finite_loss_with_gradients_to_the_encoder(tokenizer_dir, layer):
+    cfg = tiny_cfg(tokenizer_dir, model={"aux_ctc": {"weight": 0.3, "layer": layer}}).model
+    model = AlignerEncoderModel(cfg).train()
+    audio, lens = torch.randn(2, 16000) * 0.1, torch.tensor([16000, 12000])
+    tokens, tlens = torch.tensor([[1, 2, 3], [4, 5, 0]]), torch.tensor([3, 2])
+    encoded, encoded_len = model(input_signal=audio, input_signal_length=lens)
+    ctc = model.aux_ctc(encoded, encoded_len, tokens, tlens)
+    ctc.backward()
+    assert torch.isfinite(ctc) and ctc.item() > 0
+    assert model.aux_ctc.head.weight.grad is not None
+    assert model.encoder.layers[0].feed_forward1.linear1.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.unit
+def test_aux_ctc_layer_out_of_range_is_named(tokenizer_dir):
+    cfg = tiny_cfg(tokenizer_dir, model={"aux_ctc": {"weight": 0.1, "layer": 7}}).model
+    with pytest.raises(ValueError, match="aux_ctc.layer"):
+        AlignerEncoderModel(cfg)
