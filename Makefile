@@ -8,11 +8,11 @@ install:  ## torch first, pinned, so pip takes the CPU wheel instead of a multi-
 	$(PYTHON) -m pip install -q torch==2.13.0
 	$(PYTHON) -m pip install -q -e ".[test,plot]"
 
-test:  ## the default offline CPU suite
-	$(PYTHON) -m pytest -m "not slow" -q
+test:  ## the default offline CPU suite (one intra-op thread: the tests are small, the cores may be shared)
+	OMP_NUM_THREADS=1 $(PYTHON) -m pytest -m "not slow" -q
 
 test-slow:
-	$(PYTHON) -m pytest -m slow -q
+	OMP_NUM_THREADS=1 $(PYTHON) -m pytest -m slow -q
 
 lint:
 	$(PYTHON) -m ruff check .

@@ -71,6 +71,8 @@ class AlignerEncoderModel(ASRModel, ExportableEncDecModel, ASRBPEMixin, ASRModul
         self.encoder = self.from_config_dict(self.cfg.encoder)
         self.spec_augmentation = self.from_config_dict(self.cfg.spec_augment) if self.cfg.get("spec_augment") else None
         self.decoder = self.from_config_dict(self.cfg.decoder)
+        if not self.decoder.blank_as_pad:
+            raise ValueError("model.decoder.blank_as_pad must be true: EOS uses the blank slot, which embeds to zeros")
         self.joint = self.from_config_dict(self.cfg.joint)
         self.eos_id = len(vocabulary)  # the RNN-T blank slot: NeMo's decoding wrapper strips it from text
         self.loss = AlignerLoss(eos_id=self.eos_id, **OmegaConf.to_container(self.cfg.loss))

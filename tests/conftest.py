@@ -10,6 +10,9 @@ import json
 import os
 from pathlib import Path
 
+# One intra-op thread: torch's OpenMP workers spin badly when the 2 shared cores are oversubscribed.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 import numpy as np
 import pytest
 import soundfile as sf

@@ -76,7 +76,7 @@ def test_change_decoding_strategy_accepts_rnnt_configs_and_keeps_aligner_decodin
 @pytest.mark.parametrize(
     "decoding_cfg, error, match",
     [
-        ({"strategy": "maes"}, ValueError, "beam"),
+        ({"strategy": "maes", "beam": {"beam_size": 0}}, ValueError, "beam_size"),
         ({"strategy": "viterbi"}, ValueError, "decoding.strategy='viterbi'"),
         ({"strategy": "greedy_batch", "compute_timestamps": True}, NotImplementedError, "timestamps"),
     ],

@@ -95,8 +95,17 @@ class _Finished:
     lstm: Optional[tuple[torch.Tensor, ...]]  # (h, c), each (L, B, K, H): state to continue from; lazily built
     last_tokens: torch.Tensor  # (B, K) token the state has not consumed yet; EOS = start (blank-as-pad embedding)
 
-    def add(self, rank, scores, tokens, lengths, ended_with_eos, lstm, last_tokens) -> None:
-        """Merge candidates (same shapes, rank -inf where not finished) and keep the best K."""
+    def add(
+        self,
+        rank: torch.Tensor,
+        scores: torch.Tensor,
+        tokens: torch.Tensor,
+        lengths: torch.Tensor,
+        ended_with_eos: torch.Tensor,
+        lstm: tuple[torch.Tensor, ...],
+        last_tokens: torch.Tensor,
+    ) -> None:
+        """Merge this step's candidates (same shapes as the fields, rank -inf where not finished); keep the best K."""
         beam = self.rank.size(1)
         self.rank, sel = torch.cat([self.rank, rank], dim=1).topk(beam, dim=1)  # sorted, best first
         for name, new, dim in (
@@ -123,7 +132,10 @@ def beam_search(
     """Beam-search (B, T, D) encoder output; returns N-best hypotheses and the decoder state of the best.
 
     ``state`` (per utterance, as greedy returns it) is copied to every beam. With ``beam_size=1`` and
-    ``debias=0`` this is exactly ``greedy_batch``, state included.
+    ``debias=0`` this is exactly ``greedy_batch``: tokens, scores, stop reasons and the carried state (except
+    for rows whose first output is EOS: greedy_batch leaves those after the start step, here they keep the start).
+    An utterance stops once its best finished hypothesis (its K-th best when N-best lists are returned)
+    can't be beaten by any live beam, so the result equals running every beam to the last frame.
     """
     cfg = cfg or BeamConfig()
     batch_size, beam, device = encoder_out.size(0), cfg.beam_size, encoder_out.device

@@ -29,8 +29,8 @@ class GreedyBatchConfig:
 class DecoderState:
     """What the prediction network needs to continue decoding (e.g. across long-form chunks)."""
 
-    lstm: Optional[tuple[torch.Tensor, torch.Tensor]]  # (h, c), each (L, B, H); None = zero state
-    last_tokens: Optional[torch.Tensor]  # (B,) previous token ids; None = start of sequence
+    lstm: tuple[torch.Tensor, torch.Tensor]  # (h, c), each (L, B, H); zeros = start of sequence
+    last_tokens: Optional[torch.Tensor]  # (B,) previous token ids; EOS (zero embedding) = start of sequence
 
 
 @dataclass
@@ -70,14 +70,15 @@ def greedy_batch(
     ended = torch.zeros(batch_size, dtype=torch.bool, device=device)
     limit = lens if cfg.max_tokens is None else lens.clamp(max=cfg.max_tokens)
 
-    lstm = state.lstm if state is not None else None
-    prev = state.last_tokens if state is not None else None
+    # Rows that have emitted nothing hold the zero state and EOS as "previous token": EOS is the RNN-T
+    # blank slot, which embeds to zeros (blank_as_pad), exactly like the start-of-sequence input.
+    lstm = state.lstm if state is not None else decoder.initialize_state(encoder_out)
+    prev = state.last_tokens if state is not None else torch.full_like(lengths, eos_id)
     for step in range(max_steps):
         active = (~ended) & (step < limit)
         if not bool(active.any()):
             break
-        pred_in = prev.unsqueeze(1) if prev is not None else None
-        pred_out, new_lstm = decoder.predict(pred_in, state=lstm, add_sos=False, batch_size=batch_size)
+        pred_out, new_lstm = decoder.predict(prev.unsqueeze(1), state=lstm, add_sos=False, batch_size=batch_size)
         log_probs = torch.log_softmax(joint_step(joint, encoder_proj[:, step], pred_out[:, 0]).float(), dim=-1)
         best_logp, best = log_probs.max(dim=-1)
         best = torch.where(active, best, eos_id)
@@ -88,8 +89,8 @@ def greedy_batch(
         ended |= active & (best == eos_id)
         # Only rows that emitted a real token advance; finished rows keep their state for carry-over.
         keep = emitted.view(1, -1, 1)
-        lstm = new_lstm if lstm is None else tuple(torch.where(keep, n, o) for n, o in zip(new_lstm, lstm, strict=True))
-        prev = best if prev is None else torch.where(emitted, best, prev)
+        lstm = tuple(torch.where(keep, n, o) for n, o in zip(new_lstm, lstm, strict=True))
+        prev = torch.where(emitted, best, prev)
 
     u_max = int(lengths.max()) if batch_size else 0
     frames = torch.arange(u_max, device=device).expand(batch_size, u_max)

@@ -3,6 +3,7 @@
 import functools
 import itertools
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -51,11 +52,10 @@ def test_beam_one_without_debias_is_greedy(batch_size):
     assert torch.equal(best.scores, greedy.scores)
     assert torch.equal(best.ended_with_eos, greedy.ended_with_eos)
     assert hyps.num_hyps.tolist() == [1] * batch_size
-    # The carried state matches too, except where greedy emitted nothing (it keeps its post-SOS state there).
-    emitted = greedy.lengths > 0
-    assert torch.equal(state.last_tokens[emitted], greedy_state.last_tokens[emitted])
+    # The carried state matches too, including rows that emitted nothing (zero state, EOS = start token).
+    assert torch.equal(state.last_tokens, greedy_state.last_tokens)
     for ours, theirs in zip(state.lstm, greedy_state.lstm, strict=True):
-        assert torch.equal(ours[:, emitted], theirs[:, emitted])
+        assert torch.equal(ours, theirs)
     if batch_size == 7:  # guard: both stop conditions occur
         assert greedy.ended_with_eos.any() and not greedy.ended_with_eos.all()
 
@@ -141,9 +141,7 @@ def test_beam_wide_enough_finds_every_hypothesis_of_exhaustive_search(debias, le
     encoder_out = torch.randn(4, frames, ENC_DIM)
     lengths = torch.tensor([4, 1, 3, 2])
     cfg = BeamConfig(beam_size=(vocab + 1) ** frames, debias=debias, length_norm=length_norm)
-    nbest, _ = beam_search(
-        decoder, joint, encoder_out, lengths, eos, cfg.__class__(**{**vars(cfg), "return_best_hypothesis": False})
-    )
+    nbest, _ = beam_search(decoder, joint, encoder_out, lengths, eos, replace(cfg, return_best_hypothesis=False))
     best, _ = beam_search(decoder, joint, encoder_out, lengths, eos, cfg)
     for b in range(4):
         ref = exhaustive_reference(decoder, joint, encoder_out[b], int(lengths[b]), eos, debias)
@@ -154,7 +152,9 @@ def test_beam_wide_enough_finds_every_hypothesis_of_exhaustive_search(debias, le
         got = [nbest.tokens[b, i, : nbest.lengths[b, i]].tolist() for i in range(n)]
         assert got == [r[0] for r in ref]
         assert nbest.ended_with_eos[b, :n].tolist() == [r[2] for r in ref]
-        torch.testing.assert_close(nbest.scores[b, :n].double(), torch.tensor([r[1] for r in ref]), atol=1e-4, rtol=0)
+        torch.testing.assert_close(
+            nbest.scores[b, :n].double(), torch.tensor([r[1] for r in ref], dtype=torch.float64), atol=1e-4, rtol=0
+        )
         assert best.best().tokens[b, : best.lengths[b, 0]].tolist() == ref[0][0]  # early stopping keeps the best
 
 
