@@ -12,7 +12,19 @@ from __future__ import annotations
 import torch
 from nemo.collections.asr.modules import RNNTJoint
 
-__all__ = ["diagonal_logits", "joint_step"]
+__all__ = ["diagonal_logits", "joint_step", "leading_frames"]
+
+
+def leading_frames(encoder_out: torch.Tensor, positions: int) -> torch.Tensor:
+    """(B, T, D) -> (B, positions, D): the frames that carry output positions 0..positions-1.
+
+    When T < positions the missing frames are zeros; such utterances cannot be aligned and the loss
+    masks them out.
+    """
+    frames = encoder_out[:, :positions]
+    if frames.size(1) < positions:
+        frames = torch.nn.functional.pad(frames, (0, 0, 0, positions - frames.size(1)))
+    return frames
 
 
 def diagonal_logits(joint: RNNTJoint, encoder_out: torch.Tensor, pred_out: torch.Tensor) -> torch.Tensor:
@@ -20,17 +32,13 @@ def diagonal_logits(joint: RNNTJoint, encoder_out: torch.Tensor, pred_out: torch
 
     Args:
         joint: NeMo RNNTJoint (its ``enc``/``pred`` projections and ``joint_net``).
-        encoder_out: (B, T, D). When T < U1 the missing frames are zeros; such utterances cannot
-            be aligned and the loss masks them out.
+        encoder_out: (B, T, D); see ``leading_frames`` for T < U1.
         pred_out: (B, U1, H) prediction-network outputs, position u conditioned on tokens < u.
 
     Returns:
         (B, U1, V1) unnormalized logits.
     """
-    positions = pred_out.size(1)
-    frames = encoder_out[:, :positions]
-    if frames.size(1) < positions:
-        frames = torch.nn.functional.pad(frames, (0, 0, 0, positions - frames.size(1)))
+    frames = leading_frames(encoder_out, pred_out.size(1))
     return joint.joint_net(joint.project_encoder(frames) + joint.project_prednet(pred_out))
 
 

@@ -35,12 +35,15 @@ from nemo_aligner_plugin.augment import concatenate_pairs
 from nemo_aligner_plugin.aux_ctc import AuxCTC
 from nemo_aligner_plugin.data import build_dataloader
 from nemo_aligner_plugin.decoding.nemo_glue import AlignerBPEDecoding
+from nemo_aligner_plugin.decoding.nonar import NonARHead
 from nemo_aligner_plugin.decoding.strategies import normalize_decoding_cfg
-from nemo_aligner_plugin.joint import diagonal_logits
+from nemo_aligner_plugin.joint import diagonal_logits, leading_frames
 from nemo_aligner_plugin.loss import AlignerLoss
 from nemo_aligner_plugin.pretrained import list_pretrained_models
 
 __all__ = ["AlignerEncoderModel"]
+
+ALIGNER_TYPES = ("ar", "nonar")  # ar: prediction network + joint (the paper's Aligner); nonar: per-frame classifier
 
 
 class AlignerEncoderModel(ASRModel, ExportableEncDecModel, ASRBPEMixin, ASRModuleMixin, ASRTranscriptionMixin):
@@ -49,7 +52,12 @@ class AlignerEncoderModel(ASRModel, ExportableEncDecModel, ASRBPEMixin, ASRModul
     def __init__(self, cfg: DictConfig, trainer: Optional[Trainer] = None):
         cfg = model_utils.convert_model_config_to_dict_config(cfg)
         cfg = model_utils.maybe_update_config_version(cfg)
-        for key in ("tokenizer", "preprocessor", "encoder", "decoder", "joint"):
+        self.aligner_type = cfg.get("aligner_type", "ar")
+        if self.aligner_type not in ALIGNER_TYPES:
+            raise ValueError(f"model.aligner_type must be one of {ALIGNER_TYPES}, got {self.aligner_type!r}")
+        autoregressive = self.aligner_type == "ar"
+        required = ("tokenizer", "preprocessor", "encoder") + (("decoder", "joint") if autoregressive else ())
+        for key in required:
             if key not in cfg:
                 raise ValueError(f"AlignerEncoderModel config is missing `model.{key}`")
         self.world_size = trainer.world_size if trainer is not None else 1
@@ -57,12 +65,12 @@ class AlignerEncoderModel(ASRModel, ExportableEncDecModel, ASRBPEMixin, ASRModul
         vocabulary = list(self.tokenizer.tokenizer.get_vocab())
         with open_dict(cfg):  # the sizes follow the tokenizer; all in one place
             cfg.labels = ListConfig(vocabulary)
-            cfg.decoder.vocab_size = len(vocabulary)
-            cfg.joint.num_classes = len(vocabulary)
-            cfg.joint.vocabulary = ListConfig(vocabulary)
-            cfg.joint.jointnet.encoder_hidden = cfg.model_defaults.enc_hidden
-            cfg.joint.jointnet.pred_hidden = cfg.model_defaults.pred_hidden
-            cfg.decoding = normalize_decoding_cfg(cfg.get("decoding"))
+            if autoregressive:
+                cfg.decoder.vocab_size = len(vocabulary)
+                cfg.joint.num_classes = len(vocabulary)
+                cfg.joint.vocabulary = ListConfig(vocabulary)
+                cfg.joint.jointnet.encoder_hidden = cfg.model_defaults.enc_hidden
+                cfg.joint.jointnet.pred_hidden = cfg.model_defaults.pred_hidden
             cfg.loss = OmegaConf.merge({"label_smoothing": 0.1, "smoothing_mode": "batch_prior"}, cfg.get("loss") or {})
 
         super().__init__(cfg=cfg, trainer=trainer)
@@ -70,12 +78,21 @@ class AlignerEncoderModel(ASRModel, ExportableEncDecModel, ASRBPEMixin, ASRModul
         self.preprocessor = self.from_config_dict(self.cfg.preprocessor)
         self.encoder = self.from_config_dict(self.cfg.encoder)
         self.spec_augmentation = self.from_config_dict(self.cfg.spec_augment) if self.cfg.get("spec_augment") else None
-        self.decoder = self.from_config_dict(self.cfg.decoder)
-        if not self.decoder.blank_as_pad:
-            raise ValueError("model.decoder.blank_as_pad must be true: EOS uses the blank slot, which embeds to zeros")
-        self.joint = self.from_config_dict(self.cfg.joint)
+        self.decoder = self.joint = self.nonar_head = None
+        if autoregressive:
+            self.decoder = self.from_config_dict(self.cfg.decoder)
+            if not self.decoder.blank_as_pad:
+                raise ValueError(
+                    "model.decoder.blank_as_pad must be true: EOS is the blank slot, which embeds to zeros"
+                )
+            self.joint = self.from_config_dict(self.cfg.joint)
+        self.nonar_aux_weight = float((self.cfg.get("nonar_aux") or {}).get("weight", 0.0)) if autoregressive else 0.0
+        if not autoregressive or self.nonar_aux_weight > 0:
+            self.nonar_head = NonARHead(self.encoder.d_model, len(vocabulary))
         self.eos_id = len(vocabulary)  # the RNN-T blank slot: NeMo's decoding wrapper strips it from text
         self.loss = AlignerLoss(eos_id=self.eos_id, **OmegaConf.to_container(self.cfg.loss))
+        # A second instance so the auxiliary pass does not double-count skipped utterances.
+        self.nonar_aux_loss = AlignerLoss(eos_id=self.eos_id, **OmegaConf.to_container(self.cfg.loss))
         self.compute_eval_loss = self.cfg.get("compute_eval_loss", True)
         aux_ctc = self.cfg.get("aux_ctc") or {}
         self.aux_ctc_weight = float(aux_ctc.get("weight", 0.0))
@@ -87,13 +104,35 @@ class AlignerEncoderModel(ASRModel, ExportableEncDecModel, ASRBPEMixin, ASRModul
         concat = self.cfg.get("concat_utterances") or {}
         self.concat_fraction = float(concat.get("fraction", 0.0))
         self.concat_gap_samples = int(concat.get("gap_seconds", 0.0) * self.cfg.sample_rate)
+        with open_dict(self.cfg):
+            self.cfg.decoding = self._resolve_decoding_cfg(self.cfg.get("decoding"))
         self._build_decoding(self.cfg.decoding)
         self.setup_optimization_flags()  # skip_nan_grad etc., read from cfg by ASRModel
         self.setup_adapters()
 
     # ------------------------------------------------------------------ decoding
+    def _resolve_decoding_cfg(self, decoding_cfg) -> DictConfig:
+        """Validate a decoding config against what this model has (prediction network or non-AR head)."""
+        cfg = normalize_decoding_cfg(decoding_cfg)
+        if self.aligner_type == "nonar":
+            if cfg.strategy == "greedy_batch":  # greedy requests (incl. NeMo's RNN-T default) -> the non-AR decoder
+                cfg.strategy = "nonar_greedy"
+                cfg.nonar.max_tokens = cfg.greedy.max_tokens
+            elif cfg.strategy != "nonar_greedy":
+                raise ValueError(
+                    f"decoding.strategy={cfg.strategy!r}: a model with aligner_type=nonar has no prediction "
+                    "network; use nonar_greedy (or greedy_batch, which maps to it)"
+                )
+        elif cfg.strategy == "nonar_greedy" and self.nonar_head is None:
+            raise ValueError("decoding.strategy='nonar_greedy' needs a non-AR head: set model.nonar_aux.weight > 0")
+        return cfg
+
     def _build_decoding(self, decoding_cfg: DictConfig) -> None:
-        self.decoding = AlignerBPEDecoding(decoding_cfg, self.decoder, self.joint, self.tokenizer)
+        if decoding_cfg.strategy == "nonar_greedy":
+            decoder, joint = None, self.nonar_head
+        else:
+            decoder, joint = self.decoder, self.joint
+        self.decoding = AlignerBPEDecoding(decoding_cfg, decoder, joint, self.tokenizer)
         self.wer = WER(
             decoding=self.decoding,
             batch_dim_index=0,
@@ -104,7 +143,7 @@ class AlignerEncoderModel(ASRModel, ExportableEncDecModel, ASRBPEMixin, ASRModul
 
     def change_decoding_strategy(self, decoding_cfg: Optional[DictConfig] = None, verbose: bool = True) -> None:
         """Switch decoding; accepts the aligner's ``decoding`` config or an RNN-T one (NeMo scripts pass those)."""
-        decoding_cfg = normalize_decoding_cfg(decoding_cfg if decoding_cfg is not None else self.cfg.decoding)
+        decoding_cfg = self._resolve_decoding_cfg(decoding_cfg if decoding_cfg is not None else self.cfg.decoding)
         self._build_decoding(decoding_cfg)
         with open_dict(self.cfg):
             self.cfg.decoding = decoding_cfg
@@ -173,13 +212,25 @@ class AlignerEncoderModel(ASRModel, ExportableEncDecModel, ASRBPEMixin, ASRModul
     def aligner_logits(
         self, encoded: torch.Tensor, transcript: torch.Tensor, transcript_len: torch.Tensor
     ) -> torch.Tensor:
-        """encoded (B, D, T), transcript (B, U) -> logits (B, U+1, V+1) on the diagonal."""
+        """encoded (B, D, T), transcript (B, U) -> logits (B, U+1, V+1): frame i with prediction state i."""
+        if self.decoder is None:
+            return self.nonar_logits(encoded, transcript.size(1) + 1)
         pred_out, _, _ = self.decoder(targets=transcript, target_length=transcript_len)  # (B, H, U+1)
         return diagonal_logits(self.joint, encoded.transpose(1, 2), pred_out.transpose(1, 2))
+
+    def nonar_logits(self, encoded: torch.Tensor, positions: int) -> torch.Tensor:
+        """encoded (B, D, T) -> (B, positions, V+1) from the per-frame classifier."""
+        return self.nonar_head(leading_frames(encoded.transpose(1, 2), positions))
 
     def compute_loss(self, encoded, encoded_len, transcript, transcript_len) -> torch.Tensor:
         logits = self.aligner_logits(encoded, transcript, transcript_len)
         return self.loss(logits=logits, targets=transcript, target_lengths=transcript_len, encoder_lengths=encoded_len)
+
+    def compute_nonar_aux_loss(self, encoded, encoded_len, transcript, transcript_len) -> torch.Tensor:
+        logits = self.nonar_logits(encoded, transcript.size(1) + 1)
+        return self.nonar_aux_loss(
+            logits=logits, targets=transcript, target_lengths=transcript_len, encoder_lengths=encoded_len
+        )
 
     # ------------------------------------------------------------------ Lightning steps
     def training_step(self, batch, batch_nb):
@@ -196,6 +247,10 @@ class AlignerEncoderModel(ASRModel, ExportableEncDecModel, ASRBPEMixin, ASRModul
             ctc_loss = self.aux_ctc(encoded, encoded_len, transcript, transcript_len)
             loss_value = loss_value + self.aux_ctc_weight * ctc_loss
             logs.update(train_aligner_loss=aligner_loss, train_aux_ctc_loss=ctc_loss)
+        if self.nonar_aux_weight > 0:
+            nonar_loss = self.compute_nonar_aux_loss(encoded, encoded_len, transcript, transcript_len)
+            loss_value = loss_value + self.nonar_aux_weight * nonar_loss
+            logs.update(train_aligner_loss=aligner_loss, train_nonar_aux_loss=nonar_loss)
         loss_value = self.add_auxiliary_losses(loss_value)
         logs.update(
             {

@@ -82,9 +82,10 @@ class AlignerDecodingComputer:
         """
         if partial_hypotheses:
             raise NotImplementedError("Aligner decoding does not take partial hypotheses (streaming RNN-T feature).")
-        was_training = self.decoder.training
-        self.decoder.eval()
-        self.joint.eval()
+        modules = [m for m in (self.decoder, self.joint) if m is not None]  # non-AR: no decoder
+        was_training = [m.training for m in modules]
+        for m in modules:
+            m.eval()
         try:
             hyps, _ = self.fn(
                 self.decoder,
@@ -95,8 +96,8 @@ class AlignerDecodingComputer:
                 self.strategy_cfg,
             )
         finally:
-            self.decoder.train(was_training)
-            self.joint.train(was_training)
+            for m, mode in zip(modules, was_training, strict=True):
+                m.train(mode)
         if isinstance(hyps, BeamHyps):
             if self.strategy_cfg.return_best_hypothesis:
                 return (to_hypotheses(hyps.best(), encoded_lengths),)

@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from nemo_aligner_plugin.decoding.beam import BeamConfig, beam_search
 from nemo_aligner_plugin.decoding.greedy import GreedyBatchConfig, greedy_batch
+from nemo_aligner_plugin.decoding.nonar import NonARGreedyConfig, nonar_greedy
 
 __all__ = ["STRATEGIES", "Strategy", "AlignerDecodingConfig", "normalize_decoding_cfg"]
 
@@ -28,6 +29,7 @@ class Strategy(NamedTuple):
 STRATEGIES: dict[str, Strategy] = {
     "greedy_batch": Strategy("greedy", GreedyBatchConfig, greedy_batch),
     "beam": Strategy("beam", BeamConfig, beam_search),
+    "nonar_greedy": Strategy("nonar", NonARGreedyConfig, nonar_greedy),  # reads a NonARHead, no prediction net
 }
 
 # NeMo RNN-T strategy names (what transcribe_speech.py and RNN-T recipes pass) -> aligner strategy.
@@ -46,6 +48,7 @@ class AlignerDecodingConfig:
     compute_timestamps: bool = False  # token/word times; needs attention-based timestamps (not yet available)
     greedy: GreedyBatchConfig = field(default_factory=GreedyBatchConfig)  # options of greedy_batch
     beam: BeamConfig = field(default_factory=BeamConfig)  # options of beam
+    nonar: NonARGreedyConfig = field(default_factory=NonARGreedyConfig)  # options of nonar_greedy
 
 
 def _is_aligner_cfg(cfg: Mapping[str, Any]) -> bool:
