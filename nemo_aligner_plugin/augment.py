@@ -12,7 +12,19 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["concatenate_pairs"]
+__all__ = ["concatenate_pairs", "reverse_within_length"]
+
+
+def reverse_within_length(audio: torch.Tensor, audio_lens: torch.Tensor) -> torch.Tensor:
+    """(B, S) -> each row's first ``audio_lens[b]`` samples reversed, padding left in place.
+
+    For the paper's reverse-alignment experiment: text is still emitted left to right, so the encoder
+    must learn an anti-diagonal alignment.
+    """
+    positions = torch.arange(audio.size(1), device=audio.device).unsqueeze(0)
+    lens = audio_lens.to(audio.device).long().unsqueeze(1)
+    source = torch.where(positions < lens, lens - 1 - positions, positions)
+    return audio.gather(1, source)
 
 
 def concatenate_pairs(

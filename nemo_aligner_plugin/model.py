@@ -31,7 +31,7 @@ from nemo.core.neural_types import (
 from nemo.utils import logging, model_utils
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
-from nemo_aligner_plugin.augment import concatenate_pairs
+from nemo_aligner_plugin.augment import concatenate_pairs, reverse_within_length
 from nemo_aligner_plugin.aux_ctc import AuxCTC
 from nemo_aligner_plugin.data import build_dataloader
 from nemo_aligner_plugin.decoding.nemo_glue import AlignerBPEDecoding
@@ -101,6 +101,7 @@ class AlignerEncoderModel(ASRModel, ExportableEncDecModel, ASRBPEMixin, ASRModul
             if self.aux_ctc_weight > 0
             else None
         )
+        self.reverse_audio = bool(self.cfg.get("reverse_audio", False))
         concat = self.cfg.get("concat_utterances") or {}
         self.concat_fraction = float(concat.get("fraction", 0.0))
         self.concat_gap_samples = int(concat.get("gap_seconds", 0.0) * self.cfg.sample_rate)
@@ -202,6 +203,8 @@ class AlignerEncoderModel(ASRModel, ExportableEncDecModel, ASRBPEMixin, ASRModul
         if (input_signal is None) == (processed_signal is None):
             raise ValueError("Pass exactly one of input_signal or processed_signal (with its length).")
         if processed_signal is None:
+            if self.reverse_audio:
+                input_signal = reverse_within_length(input_signal, input_signal_length)
             processed_signal, processed_signal_length = self.preprocessor(
                 input_signal=input_signal, length=input_signal_length
             )

@@ -57,3 +57,21 @@ def test_aux_ctc_layer_out_of_range_is_named(tokenizer_dir):
     cfg = tiny_cfg(tokenizer_dir, model={"aux_ctc": {"weight": 0.1, "layer": 7}}).model
     with pytest.raises(ValueError, match="aux_ctc.layer"):
         AlignerEncoderModel(cfg)
+
+
+@pytest.mark.unit
+def test_reverse_within_length_keeps_padding_in_place():
+    from nemo_aligner_plugin.augment import reverse_within_length
+
+    audio = torch.tensor([[1.0, 2.0, 3.0, 0.0], [4.0, 5.0, 6.0, 7.0]])
+    assert reverse_within_length(audio, torch.tensor([3, 4])).tolist() == [[3.0, 2.0, 1.0, 0.0], [7.0, 6.0, 5.0, 4.0]]
+
+
+@pytest.mark.unit
+def test_reverse_audio_model_learns_reversed_tone_utterances(tokenizer_dir, tone_manifest):
+    from conftest import manifest_batch, overfit
+
+    torch.manual_seed(0)
+    model = AlignerEncoderModel(tiny_cfg(tokenizer_dir, model={"reverse_audio": True}).model)
+    batch, texts = manifest_batch(model, tone_manifest)
+    overfit(model, batch, texts, max_steps=400)  # text stays left-to-right; audio arrives reversed
