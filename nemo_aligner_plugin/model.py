@@ -31,6 +31,7 @@ from nemo.core.neural_types import (
 from nemo.utils import logging, model_utils
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
+from nemo_aligner_plugin.analysis import AttentionMaps, recording_attention, timestamps_from_maps
 from nemo_aligner_plugin.augment import concatenate_pairs, reverse_within_length
 from nemo_aligner_plugin.aux_ctc import AuxCTC
 from nemo_aligner_plugin.data import build_dataloader
@@ -320,6 +321,8 @@ class AlignerEncoderModel(ASRModel, ExportableEncDecModel, ASRBPEMixin, ASRModul
             self.change_decoding_strategy(
                 {**OmegaConf.to_container(self.cfg.decoding), "compute_timestamps": timestamps}, verbose=False
             )
+        if timestamps:
+            return_hypotheses = True  # as NeMo's RNN-T models: timestamps live on Hypothesis objects
         return super().transcribe(
             audio=audio,
             batch_size=batch_size,
@@ -333,14 +336,31 @@ class AlignerEncoderModel(ASRModel, ExportableEncDecModel, ASRBPEMixin, ASRModul
             override_config=override_config,
         )
 
-    def _transcribe_forward(self, batch: Any, trcfg: TranscribeConfig) -> dict[str, torch.Tensor]:
-        encoded, encoded_len = self.forward(input_signal=batch[0], input_signal_length=batch[1])
-        return {"encoded": encoded, "encoded_len": encoded_len}
+    def _transcribe_forward(self, batch: Any, trcfg: TranscribeConfig) -> dict[str, Any]:
+        if not (trcfg.timestamps or self.cfg.decoding.get("compute_timestamps")):
+            encoded, encoded_len = self.forward(input_signal=batch[0], input_signal_length=batch[1])
+            return {"encoded": encoded, "encoded_len": encoded_len}
+        # Timestamps come from the aligning layer's attention, recorded during this same forward pass.
+        layer = self.cfg.decoding.get("timestamps_layer")
+        with recording_attention(self.encoder, None if layer is None else [layer], head_average=True) as records:
+            encoded, encoded_len = self.forward(input_signal=batch[0], input_signal_length=batch[1])
+        layers = sorted(records)
+        maps = AttentionMaps([records[i] for i in layers], encoded_len.cpu(), layers)
+        return {"encoded": encoded, "encoded_len": encoded_len, "attention": maps}
 
     def _transcribe_output_processing(self, outputs: dict, trcfg: TranscribeConfig):
-        return self.decoding.rnnt_decoder_predictions_tensor(
-            outputs.pop("encoded"), outputs.pop("encoded_len"), return_hypotheses=trcfg.return_hypotheses
+        maps = outputs.pop("attention", None)
+        hyps = self.decoding.rnnt_decoder_predictions_tensor(
+            outputs.pop("encoded"),
+            outputs.pop("encoded_len"),
+            return_hypotheses=trcfg.return_hypotheses or maps is not None,
         )
+        if maps is not None:
+            best = [h[0] if isinstance(h, list) else h for h in hyps]  # N-best beam: times for the best one
+            stamps = timestamps_from_maps(self, maps, best, layer=self.cfg.decoding.get("timestamps_layer"))
+            for hyp, stamp in zip(best, stamps, strict=True):
+                hyp.timestamp = stamp
+        return hyps
 
     def _setup_transcribe_dataloader(self, config: dict):
         if "manifest_filepath" in config:

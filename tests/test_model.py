@@ -78,7 +78,6 @@ def test_change_decoding_strategy_accepts_rnnt_configs_and_keeps_aligner_decodin
     [
         ({"strategy": "maes", "beam": {"beam_size": 0}}, ValueError, "beam_size"),
         ({"strategy": "viterbi"}, ValueError, "decoding.strategy='viterbi'"),
-        ({"strategy": "greedy_batch", "compute_timestamps": True}, NotImplementedError, "timestamps"),
     ],
 )
 def test_bad_decoding_configs_are_refused_clearly(trained_nemo, decoding_cfg, error, match):
@@ -117,3 +116,20 @@ def test_transcribe_accepts_numpy_audio(trained_nemo, tone_manifest):
     audio, _ = sf.read(first["audio_filepath"], dtype="float32")
     hyps = model.transcribe([audio], batch_size=1, verbose=False)
     assert hyps[0].text == first["text"]
+
+
+@pytest.mark.unit
+def test_transcribe_with_timestamps_gives_nemo_style_word_times(trained_nemo, tone_manifest):
+    model = AlignerEncoderModel.restore_from(str(trained_nemo))
+    files = [json.loads(line)["audio_filepath"] for line in tone_manifest.read_text().splitlines()][:3]
+    plain = [h.text for h in model.transcribe(files, batch_size=3, verbose=False)]
+    hyps = model.transcribe(files, batch_size=3, verbose=False, timestamps=True)
+    for hyp, text in zip(hyps, plain, strict=True):
+        assert hyp.text == text
+        assert {"timestep", "char", "word", "segment"} <= set(hyp.timestamp)
+        assert " ".join(w["word"] for w in hyp.timestamp["word"]) == text
+        starts = [w["start"] for w in hyp.timestamp["word"]]
+        assert all(0.0 <= s for s in starts)
+    assert model.cfg.decoding.compute_timestamps
+    model.transcribe(files, batch_size=3, verbose=False, timestamps=False)
+    assert not model.cfg.decoding.compute_timestamps

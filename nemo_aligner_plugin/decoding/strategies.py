@@ -45,7 +45,8 @@ RNNT_BEAM_KEYS = ("beam_size", "return_best_hypothesis")
 @dataclass
 class AlignerDecodingConfig:
     strategy: str = "greedy_batch"  # key of STRATEGIES
-    compute_timestamps: bool = False  # token/word times; needs attention-based timestamps (not yet available)
+    compute_timestamps: bool = False  # token/word/segment times from the aligning layer's self-attention
+    timestamps_layer: Optional[int] = None  # encoder layer used for timestamps; None: find the aligning layer per batch
     greedy: GreedyBatchConfig = field(default_factory=GreedyBatchConfig)  # options of greedy_batch
     beam: BeamConfig = field(default_factory=BeamConfig)  # options of beam
     nonar: NonARGreedyConfig = field(default_factory=NonARGreedyConfig)  # options of nonar_greedy
@@ -84,9 +85,4 @@ def normalize_decoding_cfg(cfg: Optional[DictConfig | Mapping[str, Any]]) -> Dic
     if merged.strategy not in STRATEGIES:
         raise ValueError(f"decoding.strategy={merged.strategy!r} is unknown; choose one of {sorted(STRATEGIES)}")
     OmegaConf.to_object(merged[STRATEGIES[merged.strategy].cfg_key])  # runs the dataclass's own checks
-    if merged.compute_timestamps:
-        raise NotImplementedError(
-            "decoding.compute_timestamps=true: aligner timestamps are derived from the aligning layer's "
-            "self-attention, which this version does not implement yet. Use timestamps=False."
-        )
     return merged
