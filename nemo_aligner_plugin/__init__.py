@@ -8,9 +8,10 @@ from nemo_aligner_plugin.registration import register_with_nemo
 
 register_with_nemo()
 
+from nemo_aligner_plugin.finetune import from_asr_model  # noqa: E402
 from nemo_aligner_plugin.loss import AlignerLoss  # noqa: E402
 from nemo_aligner_plugin.model import AlignerEncoderModel  # noqa: E402
 from nemo_aligner_plugin.pretrained import register_pretrained_model  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["AlignerEncoderModel", "AlignerLoss", "register_pretrained_model", "__version__"]
+__all__ = ["AlignerEncoderModel", "AlignerLoss", "from_asr_model", "register_pretrained_model", "__version__"]

@@ -383,6 +383,26 @@ class AlignerEncoderModel(ASRModel, ExportableEncDecModel, ASRBPEMixin, ASRModul
             dl_config["augmentor"] = config.get("augmentor")
         return self._setup_dataloader_from_config(DictConfig(dl_config))
 
+    # ------------------------------------------------------------------ fine-tuning
+    @classmethod
+    def from_asr_model(cls, source, tokenizer: str = "keep", cfg_overrides=None, map_location: str = "cpu", **kwargs):
+        """An aligner whose preprocessor and encoder come from a NeMo ASR model (.nemo, name or instance).
+
+        See ``nemo_aligner_plugin.finetune.from_asr_model``; the prediction network and joint start fresh.
+        """
+        from nemo_aligner_plugin.finetune import from_asr_model  # finetune.py imports this module
+
+        return from_asr_model(
+            source, tokenizer=tokenizer, cfg_overrides=cfg_overrides, map_location=map_location, **kwargs
+        )
+
+    def load_part_of_state_dict(self, state_dict, include, exclude, load_from_string=None) -> None:
+        """NeMo's partial init (``init_from_*`` with include/exclude), but any mismatch is one ValueError."""
+        from nemo_aligner_plugin.finetune import check_partial_state_dict
+
+        check_partial_state_dict(self, state_dict, include, exclude, source=load_from_string or "a checkpoint")
+        super().load_part_of_state_dict(state_dict, include, exclude, load_from_string)
+
     # ------------------------------------------------------------------ catalog
     @classmethod
     def list_available_models(cls) -> list[PretrainedModelInfo]:

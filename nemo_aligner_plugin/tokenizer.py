@@ -11,7 +11,7 @@ import io
 from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["train_bpe_tokenizer"]
+__all__ = ["train_bpe_tokenizer", "write_tokenizer_dir"]
 
 _SPECIAL = {"<s>", "</s>", "<pad>", "<unk>"}
 
@@ -48,8 +48,21 @@ def train_bpe_tokenizer(texts: Iterable[str], out_dir: str | Path, vocab_size: i
         )
     except RuntimeError as err:
         raise ValueError(f"SentencePiece training failed for vocab_size={vocab_size}: {err}") from err
-    (out_dir / "tokenizer.model").write_bytes(buf.getvalue())
-    processor = spm.SentencePieceProcessor(model_proto=buf.getvalue())
+    return write_tokenizer_dir(buf.getvalue(), out_dir)
+
+
+def write_tokenizer_dir(model_proto: bytes, out_dir: str | Path) -> int:
+    """Write a SentencePiece model proto as a NeMo tokenizer dir; return its vocabulary size.
+
+    Also used to export the tokenizer of a restored model, whose original files lived in a temporary
+    directory that no longer exists.
+    """
+    import sentencepiece as spm
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "tokenizer.model").write_bytes(model_proto)
+    processor = spm.SentencePieceProcessor(model_proto=model_proto)
     vocab_lines, pieces = [], []
     for i in range(processor.get_piece_size()):
         piece = processor.id_to_piece(i)

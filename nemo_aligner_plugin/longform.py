@@ -1,0 +1,436 @@
+"""Long-form inference by chunking (Stooke et al. 2024, sec. 4.4).
+
+B: utterances, S: audio samples, F: feature bins, M: feature frames, T: encoder frames of an utterance,
+N: chunks of all utterances in a batch, C: encoder frames per chunk, D: encoder dim, L: LSTM layers,
+H: prediction-network dim.
+
+An aligner can only align up to roughly its training length, and full-context attention costs O(T^2)
+memory. So features and the conv subsampling see the whole audio (no boundary effects, global feature
+normalization), the Conformer layers see fixed chunks of subsampled frames (batched, full context inside
+a chunk), and decoding runs chunk after chunk: each chunk is read from its first frame until EOS or its
+end, then the next chunk starts. What the prediction network knows at a chunk start is the ``mode``:
+``prime`` (the paper's best: reset, then feed the last emitted tokens), ``reset_only`` or ``carry_state``
+(the paper saw deletions with it). Audio that fits one chunk gives exactly the plain greedy result.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Optional, Union
+
+import numpy as np
+import torch
+from nemo.collections.asr.parts.preprocessing.segment import AudioSegment
+from nemo.collections.asr.parts.utils.rnnt_utils import Hypothesis
+
+from nemo_aligner_plugin.augment import reverse_within_length
+from nemo_aligner_plugin.decoding.greedy import DecoderState, GreedyBatchConfig, greedy_batch
+from nemo_aligner_plugin.decoding.nonar import nonar_greedy
+
+__all__ = [
+    "LongformConfig",
+    "ChunkedEncoding",
+    "START_STATES",
+    "chunk_frames",
+    "pre_encode",
+    "encode_chunked",
+    "decode_chunked",
+    "decode_chunked_batch",
+    "load_audio",
+    "transcribe_longform",
+    "transcribe_routed",
+    "longform_config",
+    "routable_audio",
+]
+
+AudioInput = Union[str, np.ndarray, torch.Tensor]
+# Subsampled frames of overlap on each side of a pre-encode window: far more than any conv stack's receptive field.
+_PRE_ENCODE_CONTEXT = 8
+
+
+@dataclass
+class LongformConfig:
+    chunk_seconds: float = 15.0  # chunk length; keep it within the training utterance length
+    mode: str = "prime"  # prediction-network state at a chunk start: a key of START_STATES
+    prime_tokens: int = 10  # prime mode: how many previously emitted tokens to feed after the reset
+    chunk_batch_size: int = 8  # chunks run through the Conformer layers at once (bounds activation memory)
+    pre_encode_seconds: Optional[float] = 30.0  # conv subsampling in overlapping windows this long; None: all at once
+
+    def __post_init__(self) -> None:
+        if self.mode not in START_STATES:
+            raise ValueError(f"longform mode={self.mode!r}; choose one of {sorted(START_STATES)}")
+        if self.chunk_seconds <= 0 or self.prime_tokens < 0 or self.chunk_batch_size < 1:
+            raise ValueError(f"invalid long-form config: {self}")
+        if self.pre_encode_seconds is not None and self.pre_encode_seconds <= 0:
+            raise ValueError(f"pre_encode_seconds must be positive or None, got {self.pre_encode_seconds}")
+
+
+@dataclass
+class ChunkedEncoding:
+    """Conformer output of every chunk of a batch of utterances; utterance b owns a contiguous run of chunks."""
+
+    encoder_out: torch.Tensor  # (N, C, D) chunk outputs, zero-padded after encoder_out_lens
+    encoder_out_lens: torch.Tensor  # (N,) valid frames per chunk
+    num_chunks: torch.Tensor  # (B,) chunks per utterance, in order; sums to N
+
+
+@contextmanager
+def _inference(model: torch.nn.Module):
+    """Eval mode (no dropout, no SpecAugment) and no autograd, restoring the training flag afterwards."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        model.train(was_training)
+
+
+def chunk_frames(model, chunk_seconds: float) -> int:
+    """Chunk length in subsampled encoder frames (10 ms hop x4 -> 25 frames per second)."""
+    frame_seconds = float(model.cfg.preprocessor.window_stride) * model.encoder.subsampling_factor
+    return max(1, round(chunk_seconds / frame_seconds))
+
+
+# ---------------------------------------------------------------------------------------------- encoding
+def pre_encode(
+    encoder, features: torch.Tensor, feature_lens: torch.Tensor, window_frames: Optional[int] = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """NeMo's conv subsampling over whole utterances: features (B, F, M) -> (B, T, D), lengths (B,).
+
+    With ``window_frames`` the convolutions run over windows of that many feature frames that overlap by
+    ``_PRE_ENCODE_CONTEXT`` subsampled frames on each side, and only the exact centre outputs are kept:
+    the result equals the one-shot subsampling, but the conv activations (d_model channels x M/2 x F/2,
+    gigabytes for an hour of audio) stay bounded by the window.
+    """
+    x = features.transpose(1, 2)  # (B, M, F), as ConformerEncoder.forward_internal feeds pre_encode
+    lens = feature_lens.long()
+    if isinstance(encoder.pre_encode, torch.nn.Linear):
+        return encoder.pre_encode(x), lens
+    factor = encoder.subsampling_factor
+    context = _PRE_ENCODE_CONTEXT * factor
+    if window_frames is None or x.size(1) <= window_frames + 2 * context:
+        out, out_lens = encoder.pre_encode(x=x, lengths=lens)
+        return out, out_lens.long()
+    step_out = max(1, window_frames // factor)  # subsampled frames kept per window
+    pieces, out_lens = [], torch.zeros_like(lens)
+    first = 0  # first subsampled frame of this window
+    while True:
+        start = max(0, first * factor - context)  # a multiple of the factor: window frame j is global j + start/f
+        stop = min(x.size(1), (first + step_out) * factor + context)
+        slice_lens = (lens - start).clamp(min=0, max=stop - start)
+        out, lens_w = encoder.pre_encode(x=x[:, start:stop], lengths=slice_lens)
+        skip = first - start // factor
+        last = stop == x.size(1)
+        pieces.append(out[:, skip:] if last else out[:, skip : skip + step_out])
+        # Conv output lengths are affine in the input length for factor-aligned offsets: shift back to global.
+        out_lens = torch.where(slice_lens > 0, torch.maximum(out_lens, lens_w.long() + start // factor), out_lens)
+        if last:
+            return torch.cat(pieces, dim=1), out_lens
+        first += step_out
+
+
+def _chunk_spans(lengths: list[int], size: int, reverse: bool) -> list[tuple[int, int, int]]:
+    """(utterance, first frame, length) of every chunk, utterance-major, chunks in the audio's time order.
+
+    A reverse-audio model's frames run backwards in time, so its chunks are cut from the end of the
+    sequence: chunk k is then audio time [k*size, (k+1)*size) reversed, i.e. what the model was trained on.
+    """
+    spans = []
+    for b, length in enumerate(lengths):
+        for start in range(0, length, size):
+            n = min(size, length - start)
+            spans.append((b, length - start - n if reverse else start, n))
+    return spans
+
+
+def encode_chunked(
+    model,
+    cfg: LongformConfig,
+    input_signal: Optional[torch.Tensor] = None,
+    input_signal_length: Optional[torch.Tensor] = None,
+    processed_signal: Optional[torch.Tensor] = None,
+    processed_signal_length: Optional[torch.Tensor] = None,
+) -> ChunkedEncoding:
+    """Audio (B, S) or features (B, F, M) -> Conformer outputs of fixed chunks of subsampled frames.
+
+    Chunks of all utterances share batches of ``cfg.chunk_batch_size`` through the Conformer layers, called
+    as NeMo's ``encoder(..., bypass_pre_encode=True)`` (positional encoding, padding masks, layers, output
+    projection exactly as in ``forward_internal``). A batch is padded only to its longest chunk, so audio
+    that fits one chunk is encoded exactly like ``model.forward``.
+    """
+    if (input_signal is None) == (processed_signal is None):
+        raise ValueError("Pass exactly one of input_signal or processed_signal.")
+    with _inference(model):
+        device = next(model.parameters()).device
+        reverse = bool(getattr(model, "reverse_audio", False))
+        if processed_signal is None:
+            input_signal = input_signal.to(device)
+            if input_signal_length is None:
+                input_signal_length = torch.full((input_signal.size(0),), input_signal.size(1), dtype=torch.long)
+            if reverse:  # as model.forward does; features passed in are taken as already reversed, as there
+                input_signal = reverse_within_length(input_signal, input_signal_length)
+            processed_signal, processed_signal_length = model.preprocessor(
+                input_signal=input_signal, length=input_signal_length.to(device)
+            )
+        processed_signal = processed_signal.to(device)
+        if processed_signal_length is None:
+            processed_signal_length = torch.full(
+                (processed_signal.size(0),), processed_signal.size(2), dtype=torch.long
+            )
+        window = None
+        if cfg.pre_encode_seconds is not None:
+            window = round(cfg.pre_encode_seconds / float(model.cfg.preprocessor.window_stride))
+        frames, frame_lens = pre_encode(model.encoder, processed_signal, processed_signal_length.to(device), window)
+        del processed_signal
+
+        spans = _chunk_spans(frame_lens.tolist(), chunk_frames(model, cfg.chunk_seconds), reverse)
+        num_chunks = torch.bincount(torch.tensor([b for b, _, _ in spans], dtype=torch.long), minlength=len(frame_lens))
+        outputs: list[torch.Tensor] = []
+        for group_start in range(0, len(spans), cfg.chunk_batch_size):
+            group = spans[group_start : group_start + cfg.chunk_batch_size]
+            lens = torch.tensor([n for _, _, n in group], dtype=torch.long, device=device)
+            chunks = frames.new_zeros(len(group), int(lens.max()), frames.size(2))  # (G, C, D)
+            for i, (b, start, n) in enumerate(group):
+                chunks[i, :n] = frames[b, start : start + n]
+            out, out_lens = model.encoder(audio_signal=chunks, length=lens, bypass_pre_encode=True)  # (G, D, C)
+            outputs.extend(o[:, :n].transpose(0, 1) for o, n in zip(out, out_lens.tolist(), strict=True))
+        if not outputs:
+            empty = frames.new_zeros(0, 0, model.cfg.model_defaults.enc_hidden)
+            return ChunkedEncoding(empty, torch.zeros(0, dtype=torch.long), num_chunks)
+        return ChunkedEncoding(
+            encoder_out=torch.nn.utils.rnn.pad_sequence(outputs, batch_first=True),
+            encoder_out_lens=torch.tensor([o.size(0) for o in outputs], dtype=torch.long, device=device),
+            num_chunks=num_chunks,
+        )
+
+
+# ---------------------------------------------------------------------------------------------- decoding
+@dataclass
+class _Progress:
+    """Per-utterance decoding record across chunks."""
+
+    tokens: list[int]  # emitted token ids so far
+    frames: list[int]  # global encoder frame of each token
+    score: float  # summed log-probabilities (EOS included where emitted)
+    carried: Optional[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]  # state after the last emitting chunk
+
+
+def _stack_states(parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> DecoderState:
+    """Rows' (h (L, 1, H), c (L, 1, H), pending token (1,)) -> one batched DecoderState."""
+    hs, cs, lasts = zip(*parts, strict=True)
+    return DecoderState(lstm=(torch.cat(hs, dim=1), torch.cat(cs, dim=1)), last_tokens=torch.cat(lasts))
+
+
+def _fresh_part(decoder, eos_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Zero LSTM state + the start token: with ``blank_as_pad`` the blank (= EOS) id embeds to the SOS zero vector."""
+    h, c = decoder.initialize_state(torch.zeros(1, device=device, dtype=next(decoder.parameters()).dtype))
+    return h, c, torch.full((1,), eos_id, dtype=torch.long, device=device)
+
+
+def _reset_state(model, progress: list[_Progress], cfg: LongformConfig) -> Optional[DecoderState]:
+    """reset_only: every chunk starts from the zero state and the start token, like a new utterance."""
+    return None
+
+
+def _primed_state(model, progress: list[_Progress], cfg: LongformConfig) -> Optional[DecoderState]:
+    """prime: reset, then feed SOS + the last ``prime_tokens`` tokens (rows grouped by how many they have).
+
+    The last of them stays pending as ``last_tokens`` (``greedy_batch`` feeds it at its first step), so the
+    LSTM has seen exactly SOS + those tokens when the chunk's first frame is read.
+    """
+    counts = [min(cfg.prime_tokens, len(p.tokens)) for p in progress]
+    if not any(counts):
+        return None
+    decoder, device = model.decoder, next(model.decoder.parameters()).device
+    parts: list = [None] * len(progress)
+    for count in sorted(set(counts)):
+        rows = [r for r, n in enumerate(counts) if n == count]
+        if count == 0:
+            for r in rows:
+                parts[r] = _fresh_part(decoder, model.eos_id, device)
+            continue
+        history = torch.tensor([progress[r].tokens[-count:] for r in rows], dtype=torch.long, device=device)
+        if count == 1:  # only SOS to feed
+            _, (h, c) = decoder.predict(None, state=None, add_sos=False, batch_size=len(rows))
+        else:
+            _, (h, c) = decoder.predict(history[:, :-1], state=None, add_sos=True)
+        for i, r in enumerate(rows):
+            parts[r] = (h[:, i : i + 1], c[:, i : i + 1], history[i, -1:])
+    return _stack_states(parts)
+
+
+def _carried_state(model, progress: list[_Progress], cfg: LongformConfig) -> Optional[DecoderState]:
+    """carry_state: continue the previous chunk's LSTM state and pending token, as if there were no boundary."""
+    if all(p.carried is None for p in progress):
+        return None
+    device = next(model.decoder.parameters()).device
+    parts = [p.carried if p.carried is not None else _fresh_part(model.decoder, model.eos_id, device) for p in progress]
+    return _stack_states(parts)
+
+
+# mode -> function (model, progress of the utterances in this step, cfg) -> state for greedy_batch (None: fresh)
+START_STATES: dict[str, Callable[..., Optional[DecoderState]]] = {
+    "prime": _primed_state,
+    "reset_only": _reset_state,
+    "carry_state": _carried_state,
+}
+
+
+def decode_chunked_batch(model, encoding: ChunkedEncoding, cfg: LongformConfig) -> list[Hypothesis]:
+    """Greedy decoding chunk by chunk, batched across utterances; token frames are global encoder frames.
+
+    Step k decodes the k-th chunk of every utterance that has one; its start state comes from
+    ``START_STATES[cfg.mode]`` and the tokens emitted so far. A model decoding with ``nonar_greedy`` has no
+    prediction network: its chunks are independent, decoded all at once, and ``mode`` has no effect.
+    Text is left empty (see ``transcribe_longform``).
+    """
+    num_chunks = encoding.num_chunks.tolist()
+    owner = [b for b, n in enumerate(num_chunks) for _ in range(n)]  # utterance of each chunk
+    offsets, position = [], [0] * len(num_chunks)  # global frame of each chunk's first frame
+    for b, length in zip(owner, encoding.encoder_out_lens.tolist(), strict=True):
+        offsets.append(position[b])
+        position[b] += length
+    progress = [_Progress([], [], 0.0, None) for _ in num_chunks]
+
+    def record(chunk_ids: list[int], hyps) -> None:
+        tokens, lengths, scores, frames = hyps.tokens.cpu(), hyps.lengths.tolist(), hyps.scores.tolist(), hyps.frames
+        for i, n in enumerate(chunk_ids):
+            p = progress[owner[n]]
+            p.tokens += tokens[i, : lengths[i]].tolist()
+            p.frames += (frames[i, : lengths[i]].cpu() + offsets[n]).tolist()
+            p.score += scores[i]
+
+    with _inference(model):
+        if model.cfg.decoding.strategy == "nonar_greedy":
+            hyps, _ = nonar_greedy(
+                None, model.nonar_head, encoding.encoder_out, encoding.encoder_out_lens, model.eos_id
+            )
+            record(list(range(len(owner))), hyps)
+        else:
+            firsts = list(itertools.accumulate(num_chunks, initial=0))[:-1]  # each utterance's first chunk
+            start_state = START_STATES[cfg.mode]
+            for k in range(max(num_chunks, default=0)):
+                rows = [b for b, n in enumerate(num_chunks) if n > k]
+                chunk_ids = [firsts[b] + k for b in rows]
+                index = torch.tensor(chunk_ids, dtype=torch.long, device=encoding.encoder_out.device)
+                state = start_state(model, [progress[b] for b in rows], cfg)
+                hyps, end_state = greedy_batch(
+                    model.decoder,
+                    model.joint,
+                    encoding.encoder_out[index],
+                    encoding.encoder_out_lens[index.to(encoding.encoder_out_lens.device)],
+                    model.eos_id,
+                    GreedyBatchConfig(),
+                    state,
+                )
+                record(chunk_ids, hyps)
+                h, c = end_state.lstm  # rows that emitted nothing come back unchanged
+                for i, b in enumerate(rows):
+                    progress[b].carried = (h[:, i : i + 1], c[:, i : i + 1], end_state.last_tokens[i : i + 1])
+    return [
+        Hypothesis(
+            score=p.score,
+            y_sequence=torch.tensor(p.tokens, dtype=torch.long),
+            timestamp=torch.tensor(p.frames, dtype=torch.long),
+            length=position[b],
+        )
+        for b, p in enumerate(progress)
+    ]
+
+
+def decode_chunked(model, chunks: torch.Tensor, chunk_lens: torch.Tensor, cfg: LongformConfig) -> Hypothesis:
+    """Decode one utterance's chunks (N, C, D) with lengths (N,), in order; see ``decode_chunked_batch``."""
+    encoding = ChunkedEncoding(chunks, chunk_lens, torch.tensor([chunks.size(0)]))
+    return decode_chunked_batch(model, encoding, cfg)[0]
+
+
+# ---------------------------------------------------------------------------------------------- transcription
+def load_audio(item: AudioInput, sample_rate: int) -> torch.Tensor:
+    """A path (read and resampled to the model rate by NeMo's AudioSegment, channels averaged) or a 1-D array
+    already at the model rate -> (S,) float32."""
+    if isinstance(item, str):
+        return torch.from_numpy(AudioSegment.from_file(item, target_sr=sample_rate).samples.astype(np.float32))
+    return torch.as_tensor(item, dtype=torch.float32).reshape(-1)
+
+
+def transcribe_longform(
+    model, audio: Sequence[AudioInput], cfg: Optional[LongformConfig] = None, batch_size: int = 1
+) -> list[Hypothesis]:
+    """Chunked transcription of long audio files or arrays; ``batch_size`` utterances are decoded together.
+
+    Peak memory: the features and subsampled frames of one batch of utterances, plus one group of
+    ``cfg.chunk_batch_size`` chunks' Conformer activations, instead of O(T^2) attention over whole files.
+    """
+    cfg = cfg or LongformConfig()
+    sample_rate = int(model.cfg.sample_rate)
+    results: list[Hypothesis] = []
+    for start in range(0, len(audio), batch_size):
+        signals = [load_audio(item, sample_rate) for item in audio[start : start + batch_size]]
+        lens = torch.tensor([s.numel() for s in signals], dtype=torch.long)
+        batch = torch.nn.utils.rnn.pad_sequence(signals, batch_first=True)
+        del signals
+        encoding = encode_chunked(model, cfg, input_signal=batch, input_signal_length=lens)
+        del batch
+        for hyp in decode_chunked_batch(model, encoding, cfg):
+            hyp.text = model.tokenizer.ids_to_text(hyp.y_sequence.tolist())
+            results.append(hyp)
+    return results
+
+
+def _duration(item: AudioInput, sample_rate: int) -> float:
+    """Seconds of a path (header only where soundfile reads the format) or of a 1-D array at the model rate."""
+    if isinstance(item, str):
+        import soundfile
+
+        try:
+            return soundfile.info(item).duration
+        except RuntimeError:  # a format only librosa reads (e.g. some mp3): decode it
+            return load_audio(item, sample_rate).numel() / sample_rate
+    return np.asarray(item).size / sample_rate
+
+
+def transcribe_routed(
+    model,
+    audio: Sequence[AudioInput],
+    cfg: LongformConfig,
+    plain_transcribe: Callable[[list], list],
+    batch_size: int = 1,
+) -> list[Hypothesis]:
+    """Items longer than one chunk go to ``transcribe_longform``, the rest to ``plain_transcribe``; order kept."""
+    sample_rate = int(model.cfg.sample_rate)
+    long_items = [i for i, item in enumerate(audio) if _duration(item, sample_rate) > cfg.chunk_seconds]
+    short_items = [i for i in range(len(audio)) if i not in set(long_items)]
+    results: list = [None] * len(audio)
+    if short_items:
+        for i, hyp in zip(short_items, plain_transcribe([audio[i] for i in short_items]), strict=True):
+            results[i] = hyp
+    if long_items:
+        hyps = transcribe_longform(model, [audio[i] for i in long_items], cfg, batch_size=batch_size)
+        for i, hyp in zip(long_items, hyps, strict=True):
+            results[i] = hyp
+    return results
+
+
+def longform_config(section: Optional[Mapping]) -> Optional[LongformConfig]:
+    """The model's ``longform:`` config section -> LongformConfig, or None when absent or ``enabled: false``."""
+    if not section or not section.get("enabled", False):
+        return None
+    return LongformConfig(**{key: value for key, value in dict(section).items() if key != "enabled"})
+
+
+def routable_audio(audio) -> Optional[list]:
+    """``transcribe()`` input as a list of audio paths / 1-D arrays, or None for what long-form does not take
+    (manifests, DataLoaders, multi-channel arrays): those stay on the plain path."""
+    items = [audio] if isinstance(audio, (str, np.ndarray, torch.Tensor)) else audio
+    if not isinstance(items, (list, tuple)) or not items:
+        return None
+    for item in items:
+        if isinstance(item, str) and item.endswith((".json", ".jsonl")):
+            return None
+        if not isinstance(item, (str, np.ndarray, torch.Tensor)) or (not isinstance(item, str) and item.ndim != 1):
+            return None
+    return list(items)
