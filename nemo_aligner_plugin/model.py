@@ -12,6 +12,7 @@ is ever computed.
 from __future__ import annotations
 
 import os
+from functools import partial
 from typing import Any, Optional, Union
 
 import torch
@@ -19,7 +20,7 @@ from lightning.pytorch import Trainer
 from nemo.collections.asr.metrics.wer import WER
 from nemo.collections.asr.models.asr_model import ASRModel, ExportableEncDecModel
 from nemo.collections.asr.parts.mixins import ASRBPEMixin, ASRModuleMixin, ASRTranscriptionMixin
-from nemo.collections.asr.parts.mixins.transcription import TranscribeConfig
+from nemo.collections.asr.parts.mixins.transcription import TranscribeConfig, TranscriptionMixin
 from nemo.core.classes.common import PretrainedModelInfo, typecheck
 from nemo.core.neural_types import (
     AcousticEncodedRepresentation,
@@ -39,6 +40,7 @@ from nemo_aligner_plugin.decoding.nemo_glue import AlignerBPEDecoding
 from nemo_aligner_plugin.decoding.nonar import NonARHead
 from nemo_aligner_plugin.decoding.strategies import normalize_decoding_cfg
 from nemo_aligner_plugin.joint import diagonal_logits, leading_frames
+from nemo_aligner_plugin.longform import longform_config, routable_audio, transcribe_routed
 from nemo_aligner_plugin.loss import AlignerLoss
 from nemo_aligner_plugin.pretrained import list_pretrained_models
 
@@ -323,8 +325,8 @@ class AlignerEncoderModel(ASRModel, ExportableEncDecModel, ASRBPEMixin, ASRModul
             )
         if timestamps:
             return_hypotheses = True  # as NeMo's RNN-T models: timestamps live on Hypothesis objects
-        return super().transcribe(
-            audio=audio,
+        plain = partial(
+            super().transcribe,
             batch_size=batch_size,
             return_hypotheses=return_hypotheses,
             num_workers=num_workers,
@@ -335,6 +337,29 @@ class AlignerEncoderModel(ASRModel, ExportableEncDecModel, ASRBPEMixin, ASRModul
             use_lhotse=use_lhotse,
             override_config=override_config,
         )
+        # Long-form (docs/longform.md): with model.longform.enabled, audio longer than one chunk is chunked.
+        # Manifests, DataLoaders, channel selection, augmentation, override configs and attention timestamps
+        # stay on the plain path.
+        longform = longform_config(self.cfg.get("longform"))
+        plain_only = override_config is not None or channel_selector is not None or augmentor is not None
+        plain_only = plain_only or bool(timestamps or self.cfg.decoding.get("compute_timestamps"))
+        items = None if longform is None or plain_only else routable_audio(audio)
+        if items is None:
+            return plain(audio)
+        return transcribe_routed(self, items, longform, plain, batch_size=batch_size)
+
+    def _transcribe_on_begin(self, audio, trcfg: TranscribeConfig):
+        # NeMo's version freezes encoder/decoder/joint; a non-AR model has no decoder or joint.
+        TranscriptionMixin._transcribe_on_begin(self, audio, trcfg)
+        for module in (self.encoder, self.decoder, self.joint):
+            if module is not None:
+                module.freeze()
+
+    def _transcribe_on_end(self, trcfg: TranscribeConfig):
+        TranscriptionMixin._transcribe_on_end(self, trcfg)
+        for module in (self.encoder, self.decoder, self.joint):
+            if module is not None:
+                module.unfreeze(partial=True)
 
     def _transcribe_forward(self, batch: Any, trcfg: TranscribeConfig) -> dict[str, Any]:
         if not (trcfg.timestamps or self.cfg.decoding.get("compute_timestamps")):

@@ -27,6 +27,7 @@ SPLITS = ("dev", "test", "test_long")
 SMOKE_CORPUS = ["--num-train", "40", "--num-dev", "8", "--num-test", "8", "--num-test-long", "4", "--vocab-size", "64"]
 SMOKE_OVERRIDES = [
     "model.encoder.n_layers=2",
+    "model.aux_ctc.layer=0",
     "model.encoder.d_model=48",
     "model.encoder.subsampling_conv_channels=16",
     "model.model_defaults.pred_hidden=32",

@@ -1,0 +1,347 @@
+"""Long-form chunked inference: exactness of encoding, chunk-start semantics of decoding, transcription.
+
+N: chunks, C: frames per chunk, D: encoder dim, V1: vocabulary + EOS.
+
+Decoding semantics are checked on a tiny random model whose joint is rigged so that EOS fires exactly at
+frames we mark (encoder dim 0 set to 1), and against a hand-written step-by-step greedy decoder.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from conftest import SAMPLE_RATE, synth_tones, tiny_cfg
+from nemo_aligner_plugin import AlignerEncoderModel
+from nemo_aligner_plugin.joint import joint_step
+from nemo_aligner_plugin.longform import (
+    ChunkedEncoding,
+    LongformConfig,
+    decode_chunked,
+    decode_chunked_batch,
+    encode_chunked,
+    load_audio,
+    longform_config,
+    pre_encode,
+    routable_audio,
+    transcribe_longform,
+    transcribe_routed,
+)
+
+CHUNK = 12  # frames per chunk in the decoding tests
+# (chunk lengths, frames within each chunk where EOS is forced): EOS mid-chunk, at a chunk's first frame
+# (the chunk emits nothing), never (the chunk runs out of frames), and a short last chunk.
+UTTERANCES = [
+    ([12, 12, 12, 7], [[8], [0], [], [5]]),
+    ([12, 5], [[3], []]),
+    ([12, 12, 12], [[0], [10], [6]]),
+]
+
+
+@pytest.fixture(scope="module")
+def rigged_model(tokenizer_dir) -> AlignerEncoderModel:
+    return make_rigged_model(tokenizer_dir)
+
+
+def make_rigged_model(tokenizer_dir) -> AlignerEncoderModel:
+    """Random tiny model; joint hidden unit 0 copies encoder dim 0 and votes for EOS only, and nothing else does."""
+    torch.manual_seed(0)
+    model = AlignerEncoderModel(tiny_cfg(tokenizer_dir).model).eval()
+    with torch.no_grad():
+        enc, pred, out = model.joint.enc, model.joint.pred, model.joint.joint_net[-1]
+        enc.weight[0].zero_()
+        enc.weight[0, 0] = 1.0
+        enc.bias[0] = 0.0
+        pred.weight[0].zero_()
+        pred.bias[0] = 0.0
+        pred.weight.mul_(10.0)  # make the prediction-network state matter for the token choice
+        out.weight[:, 0] = 0.0
+        out.weight[model.eos_id].zero_()
+        out.weight[model.eos_id, 0] = 1000.0
+        out.bias[model.eos_id] = -50.0
+    return model
+
+
+def rigged_chunks(lengths: list[int], eos_frames: list[list[int]], seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random chunks (N, C, D) with dim 0 = 0, except 1 at the frames where EOS must fire."""
+    gen = torch.Generator().manual_seed(seed)
+    chunks = torch.randn(len(lengths), CHUNK, 64, generator=gen)
+    chunks[:, :, 0] = 0.0
+    for n, (length, marks) in enumerate(zip(lengths, eos_frames, strict=True)):
+        chunks[n, length:] = 0.0
+        chunks[n, marks, 0] = 1.0
+    return chunks, torch.tensor(lengths)
+
+
+def reference_decode(model, chunks, lens, mode: str, prime_tokens: int = 0) -> tuple[list[int], list[int], float]:
+    """Step-by-step greedy, one frame and one token at a time, with the chunk-start rule written out.
+
+    Returns tokens, their global frames and the summed log-probabilities (EOS included).
+    """
+    decoder, joint = model.decoder, model.joint
+    tokens, frames, offset, carried, score = [], [], 0, None, 0.0
+    with torch.no_grad():
+        for n in range(chunks.size(0)):
+            history = tokens[len(tokens) - prime_tokens :] if prime_tokens else []
+            if mode == "carry_state" and carried is not None:
+                g, state = carried
+            elif mode == "prime" and history:
+                g, state = decoder.predict(torch.tensor([history]), state=None, add_sos=True)
+            else:
+                g, state = decoder.predict(None, state=None, add_sos=False, batch_size=1)
+            for i in range(int(lens[n])):
+                logits = joint_step(joint, joint.project_encoder(chunks[n, i : i + 1]), g[:, -1])
+                token = int(logits.argmax(-1))
+                score += float(logits.log_softmax(-1)[0, token])
+                if token == model.eos_id:
+                    break
+                tokens.append(token)
+                frames.append(offset + i)
+                g, state = decoder.predict(torch.tensor([[token]]), state=state, add_sos=False)
+            carried = (g, state)
+            offset += int(lens[n])
+    return tokens, frames, score
+
+
+def forced_frames(lengths: list[int], eos_frames: list[list[int]]) -> list[int]:
+    """Global frames that emit a token: each chunk from its first frame up to its first EOS mark or its end."""
+    frames, offset = [], 0
+    for length, marks in zip(lengths, eos_frames, strict=True):
+        frames += range(offset, offset + min(marks, default=length))
+        offset += length
+    return frames
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("utterance", [0, 2])  # 2 starts with a chunk that emits nothing
+@pytest.mark.parametrize("mode, prime_tokens", [("reset_only", 0), ("prime", 3), ("prime", 1), ("carry_state", 0)])
+def test_decode_chunked_matches_step_by_step_reference(rigged_model, utterance, mode, prime_tokens):
+    lengths, marks = UTTERANCES[utterance]
+    chunks, lens = rigged_chunks(lengths, marks, seed=1)
+    cfg = LongformConfig(mode=mode, prime_tokens=prime_tokens)
+    hyp = decode_chunked(rigged_model, chunks, lens, cfg)
+    tokens, frames, score = reference_decode(rigged_model, chunks, lens, mode, prime_tokens)
+    assert hyp.y_sequence.tolist() == tokens
+    assert hyp.score == pytest.approx(score, abs=1e-3)  # also catches state errors that do not flip an argmax
+    assert hyp.timestamp.tolist() == frames == forced_frames(lengths, marks)  # global: chunk offset + frame
+    assert hyp.length == sum(lengths)
+
+
+@pytest.mark.unit
+def test_reset_only_decodes_each_chunk_like_a_fresh_utterance(rigged_model):
+    lengths, marks = UTTERANCES[0]
+    chunks, lens = rigged_chunks(lengths, marks, seed=1)
+    hyp = decode_chunked(rigged_model, chunks, lens, LongformConfig(mode="reset_only"))
+    separate = [decode_chunked(rigged_model, chunks[n : n + 1], lens[n : n + 1], LongformConfig()) for n in range(4)]
+    assert hyp.y_sequence.tolist() == sum((h.y_sequence.tolist() for h in separate), [])
+
+
+@pytest.mark.unit
+def test_carry_state_is_one_continuous_decoder_state(rigged_model):
+    """Carrying the state equals priming with the whole history; both differ from reset and short priming."""
+    lengths, marks = UTTERANCES[0]
+    chunks, lens = rigged_chunks(lengths, marks, seed=1)
+    decode = {
+        name: decode_chunked(rigged_model, chunks, lens, cfg).y_sequence.tolist()
+        for name, cfg in {
+            "carry": LongformConfig(mode="carry_state"),
+            "prime_all": LongformConfig(mode="prime", prime_tokens=1000),
+            "prime_3": LongformConfig(mode="prime", prime_tokens=3),
+            "reset": LongformConfig(mode="reset_only"),
+        }.items()
+    }
+    assert decode["carry"] == decode["prime_all"]
+    # The rigged data are sensitive to the chunk-start rule (otherwise the tests above would prove little).
+    assert len({tuple(v) for v in (decode["carry"], decode["prime_3"], decode["reset"])}) == 3
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("mode", ["reset_only", "prime", "carry_state"])
+def test_batched_across_utterances_equals_one_at_a_time(rigged_model, mode):
+    """Utterances with 4, 2 and 3 chunks: rows drop out and mix fresh and primed/carried starts."""
+    cfg = LongformConfig(mode=mode, prime_tokens=4)
+    parts = [rigged_chunks(lengths, marks, seed=10 + i) for i, (lengths, marks) in enumerate(UTTERANCES)]
+    batch = ChunkedEncoding(
+        encoder_out=torch.cat([c for c, _ in parts]),
+        encoder_out_lens=torch.cat([n for _, n in parts]),
+        num_chunks=torch.tensor([c.size(0) for c, _ in parts]),
+    )
+    batched = decode_chunked_batch(rigged_model, batch, cfg)
+    for hyp, (chunks, lens) in zip(batched, parts, strict=True):
+        single = decode_chunked(rigged_model, chunks, lens, cfg)
+        assert hyp.y_sequence.tolist() == single.y_sequence.tolist()
+        assert hyp.timestamp.tolist() == single.timestamp.tolist()
+        assert hyp.score == pytest.approx(single.score, abs=1e-4)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("config_name", ["aligner_conformer_bpe", "aligner_fastconformer_bpe"])
+def test_windowed_subsampling_equals_one_shot(tokenizer_dir, config_name):
+    """x4 striding and x8 dw_striding: overlapping windows give the one-shot conv subsampling, lengths included."""
+    torch.manual_seed(0)
+    model = AlignerEncoderModel(tiny_cfg(tokenizer_dir, config_name).model).eval()
+    audio = 0.1 * torch.randn(2, 9 * SAMPLE_RATE)
+    lens = torch.tensor([9 * SAMPLE_RATE, 5 * SAMPLE_RATE + 123])
+    with torch.no_grad():
+        features, feature_lens = model.preprocessor(input_signal=audio, length=lens)
+        whole, whole_lens = pre_encode(model.encoder, features, feature_lens)
+        windowed, windowed_lens = pre_encode(model.encoder, features, feature_lens, window_frames=100)
+    assert torch.equal(windowed_lens, whole_lens)
+    torch.testing.assert_close(windowed, whole, rtol=0, atol=1e-5)
+
+
+@pytest.mark.unit
+def test_encode_chunked_runs_the_conformer_per_chunk(rigged_model):
+    model = rigged_model
+    audio = 0.1 * torch.randn(2, 7 * SAMPLE_RATE, generator=torch.Generator().manual_seed(0))
+    lens = torch.tensor([7 * SAMPLE_RATE, 3 * SAMPLE_RATE])
+    with torch.no_grad():
+        plain, plain_lens = model(input_signal=audio[1:, : lens[1]], input_signal_length=lens[1:])
+    one = encode_chunked(model, LongformConfig(chunk_seconds=4.0), input_signal=audio[1:, : lens[1]])
+    assert one.num_chunks.tolist() == [1] and one.encoder_out_lens.tolist() == plain_lens.tolist()
+    assert torch.equal(one.encoder_out[0], plain[0, :, : plain_lens[0]].T)  # fits one chunk: exactly model.forward
+
+    cfg = LongformConfig(chunk_seconds=2.0, chunk_batch_size=3)
+    enc = encode_chunked(model, cfg, input_signal=audio, input_signal_length=lens)
+    assert enc.num_chunks.tolist() == [4, 2]  # 175 frames -> 50+50+50+25; 75 -> 50+25
+    assert enc.encoder_out_lens.tolist() == [50, 50, 50, 25, 50, 25]
+    with torch.no_grad():  # chunk 2 of utterance 0 by hand: its 50 subsampled frames alone through the layers
+        features, feature_lens = model.preprocessor(input_signal=audio, length=lens)
+        frames, _ = pre_encode(model.encoder, features, feature_lens)
+        by_hand, _ = model.encoder(audio_signal=frames[:1, 100:150], length=torch.tensor([50]), bypass_pre_encode=True)
+    torch.testing.assert_close(enc.encoder_out[2], by_hand[0].T, rtol=0, atol=1e-5)
+    one_by_one = encode_chunked(model, LongformConfig(chunk_seconds=2.0, chunk_batch_size=1), input_signal=audio,
+                                input_signal_length=lens)  # fmt: skip
+    torch.testing.assert_close(one_by_one.encoder_out, enc.encoder_out, rtol=0, atol=1e-5)
+
+
+@pytest.mark.unit
+def test_audio_within_one_chunk_transcribes_exactly_like_plain_greedy(trained_nemo, tone_manifest):
+    model = AlignerEncoderModel.restore_from(str(trained_nemo)).eval()
+    items = [json.loads(line) for line in tone_manifest.read_text().splitlines()]
+    files = [i["audio_filepath"] for i in items]
+    plain = model.transcribe(files, batch_size=1, return_hypotheses=True, verbose=False)
+    chunked = transcribe_longform(model, files, LongformConfig(chunk_seconds=15.0, chunk_batch_size=1))
+    assert [h.text for h in chunked] == [h.text for h in plain] == [i["text"] for i in items]
+    for c, p in zip(chunked, plain, strict=True):
+        assert c.y_sequence.tolist() == p.y_sequence.tolist()
+        assert c.timestamp.tolist() == p.timestamp.tolist()
+        assert c.score == pytest.approx(p.score, abs=1e-5)
+        assert c.length == p.length
+
+
+@pytest.mark.unit
+def test_load_audio_resamples_files_to_the_model_rate(tmp_path):
+    audio = synth_tones("abc", np.random.default_rng(0))
+    path = tmp_path / "8k.wav"
+    sf.write(path, audio[::2], SAMPLE_RATE // 2)
+    loaded = load_audio(str(path), SAMPLE_RATE)
+    assert abs(loaded.numel() - audio.size) <= 2 and loaded.dtype == torch.float32
+    assert torch.equal(load_audio(audio, SAMPLE_RATE), torch.from_numpy(audio))
+
+
+@pytest.mark.unit
+def test_routing_sends_only_audio_longer_than_a_chunk_to_longform(rigged_model):
+    short, long = np.zeros(SAMPLE_RATE, dtype=np.float32), np.zeros(3 * SAMPLE_RATE, dtype=np.float32)
+    seen = []
+
+    def plain(items):
+        seen.append(len(items))
+        return [f"plain{i}" for i in range(len(items))]
+
+    out = transcribe_routed(rigged_model, [long, short, short], LongformConfig(chunk_seconds=2.0), plain)
+    assert seen == [2] and out[1:] == ["plain0", "plain1"]
+    assert out[0].length == 75  # 3 s at 25 frames per second, decoded by transcribe_longform
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    "kwargs", [{"mode": "carry"}, {"chunk_seconds": 0.0}, {"prime_tokens": -1}, {"pre_encode_seconds": 0.0}]
+)
+def test_config_rejects_bad_values(kwargs):
+    with pytest.raises(ValueError):
+        LongformConfig(**kwargs)
+
+
+@pytest.mark.unit
+def test_model_config_section_and_routable_inputs():
+    assert longform_config(None) is None and longform_config({"enabled": False, "chunk_seconds": 5.0}) is None
+    assert longform_config({"enabled": True, "chunk_seconds": 5.0, "mode": "reset_only"}) == LongformConfig(
+        chunk_seconds=5.0, mode="reset_only"
+    )
+    audio = np.zeros(10, dtype=np.float32)
+    assert routable_audio("a.wav") == ["a.wav"]
+    routed = routable_audio((audio, "b.flac"))
+    assert routed[0] is audio and routed[1] == "b.flac"
+    for plain_only in ("test_manifest.json", [np.zeros((2, 10))], [], iter(["a.wav"])):
+        assert routable_audio(plain_only) is None
+
+
+@pytest.mark.unit
+@pytest.mark.skipif(
+    not hasattr(__import__("nemo_aligner_plugin.model").model, "transcribe_routed"),
+    reason="model.transcribe() long-form routing not integrated yet (see docs/longform.md)",
+)
+def test_model_transcribe_routes_long_audio_when_configured(trained_nemo, tone_manifest):
+    from omegaconf import open_dict
+
+    model = AlignerEncoderModel.restore_from(str(trained_nemo)).eval()
+    files = [json.loads(line)["audio_filepath"] for line in tone_manifest.read_text().splitlines()][:2]
+    long = np.concatenate([sf.read(f, dtype="float32")[0] for f in files])  # ~3.3 s: two chunks of 2 s
+    short = sf.read(files[0], dtype="float32")[0]
+    expected_plain = model.transcribe([short], batch_size=1, verbose=False)[0].text
+    with open_dict(model.cfg):
+        model.cfg.longform = {"enabled": True, "chunk_seconds": 2.0, "mode": "reset_only"}
+    hyps = model.transcribe([long, short], batch_size=1, verbose=False)
+    (expected_long,) = transcribe_longform(model, [long], LongformConfig(chunk_seconds=2.0, mode="reset_only"))
+    assert [h.text for h in hyps] == [expected_long.text, expected_plain]
+    assert hyps[0].timestamp.tolist() == expected_long.timestamp.tolist()
+
+
+@pytest.mark.unit
+def test_reverse_audio_model_gets_chunks_in_time_order_each_reversed(tokenizer_dir):
+    """reverse_audio: frames run backwards, so chunks are cut from the end; one chunk is still model.forward."""
+    torch.manual_seed(0)
+    model = AlignerEncoderModel(tiny_cfg(tokenizer_dir, model={"reverse_audio": True}).model).eval()
+    audio = 0.1 * torch.randn(1, 7 * SAMPLE_RATE, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        plain, plain_lens = model(input_signal=audio, input_signal_length=torch.tensor([audio.size(1)]))
+    one = encode_chunked(model, LongformConfig(chunk_seconds=8.0), input_signal=audio)
+    assert torch.equal(one.encoder_out[0], plain[0, :, : plain_lens[0]].T)
+
+    enc = encode_chunked(model, LongformConfig(chunk_seconds=2.0), input_signal=audio)
+    assert enc.encoder_out_lens.tolist() == [50, 50, 50, 25]  # audio time 0-2 s, 2-4 s, 4-6 s, 6-7 s
+    with torch.no_grad():
+        features, feature_lens = model.preprocessor(input_signal=audio.flip(1), length=torch.tensor([audio.size(1)]))
+        frames, _ = pre_encode(model.encoder, features, feature_lens)  # 175 frames of reversed audio
+        first, _ = model.encoder(audio_signal=frames[:, 125:175], length=torch.tensor([50]), bypass_pre_encode=True)
+    torch.testing.assert_close(enc.encoder_out[0], first[0].T, rtol=0, atol=1e-5)
+
+
+@pytest.mark.unit
+def test_nonar_model_decodes_chunks_independently(tokenizer_dir):
+    from nemo_aligner_plugin.decoding.nonar import nonar_greedy
+
+    torch.manual_seed(0)
+    model = AlignerEncoderModel(tiny_cfg(tokenizer_dir, model={"aligner_type": "nonar"}).model).eval()
+    with torch.no_grad():
+        model.nonar_head.proj.bias[model.eos_id] = -3.0  # a few tokens per chunk before EOS
+    chunks, lens = rigged_chunks(*UTTERANCES[0], seed=3)
+    hyp = decode_chunked(model, chunks, lens, LongformConfig(mode="prime"))
+    expected, _ = nonar_greedy(None, model.nonar_head, chunks, lens, model.eos_id)
+    assert hyp.y_sequence.tolist() == [t for n in range(4) for t in expected.tokens[n, : expected.lengths[n]].tolist()]
+    offsets = [0, 12, 24, 36]
+    assert hyp.timestamp.tolist() == [offsets[n] + i for n in range(4) for i in range(int(expected.lengths[n]))]
+    assert hyp.score == pytest.approx(float(expected.scores.sum()), abs=1e-4)
+    audio = (0.1 * np.random.default_rng(0).standard_normal(SAMPLE_RATE)).astype(np.float32)
+    with torch.no_grad():  # (model.transcribe() of a nonar model fails inside NeMo: it freezes model.decoder)
+        encoded, encoded_len = model(
+            input_signal=torch.from_numpy(audio)[None], input_signal_length=torch.tensor([audio.size])
+        )
+    (plain,) = model.decoding.rnnt_decoder_predictions_tensor(encoded, encoded_len, return_hypotheses=True)
+    (chunked,) = transcribe_longform(model, [audio], LongformConfig(chunk_seconds=2.0))
+    assert chunked.y_sequence.tolist() == plain.y_sequence.tolist() and chunked.text == plain.text
