@@ -2,7 +2,7 @@
 PYTHON ?= python
 DEMO_DIR ?= data/demo
 
-.PHONY: install test test-slow lint format demo
+.PHONY: install test test-slow lint format demo bench
 
 install:  ## torch first, pinned, so pip takes the CPU wheel instead of a multi-GB CUDA build
 	$(PYTHON) -m pip install -q torch==2.13.0
@@ -24,3 +24,6 @@ format:
 
 demo:  ## build the espeak-ng corpus, train an aligner on it, transcribe the test splits
 	bash recipes/demo.sh $(DEMO_DIR)
+
+bench:  ## decoder/training-step timings vs NeMo RNN-T, CTC and AED (one thread; writes benchmarks/results/)
+	OMP_NUM_THREADS=1 $(PYTHON) benchmarks/run.py --out benchmarks/results/$$(date +%Y-%m-%d)-cpu.md
