@@ -577,7 +577,7 @@ def header(cfg: Config, args: argparse.Namespace) -> str:
 
 
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog="Sections: " + ", ".join(SECTIONS))
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny models and shapes, 2 repeats (smoke test)")
     parser.add_argument("--sections", default=",".join(SECTIONS), help="comma-separated subset of: %(default)s")
     parser.add_argument("--out", type=Path, help="write the markdown report here (it is always printed)")

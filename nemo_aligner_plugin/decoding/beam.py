@@ -20,6 +20,7 @@ import torch
 from nemo.collections.asr.modules import RNNTDecoder, RNNTJoint
 
 from nemo_aligner_plugin.decoding.greedy import BatchedHyps, DecoderState
+from nemo_aligner_plugin.decoding.prediction import prediction_step
 from nemo_aligner_plugin.joint import joint_step
 
 __all__ = ["BeamConfig", "BeamHyps", "beam_search", "debias_log_probs"]
@@ -172,8 +173,7 @@ def beam_search(
     for step in range(max_steps):
         if bool(done.all()):
             break
-        pred_in = prev.unsqueeze(1) if prev is not None else None
-        pred_out, new_lstm = decoder.predict(pred_in, state=lstm, add_sos=False, batch_size=rows)  # (B*K, 1, H)
+        pred_out, new_lstm = prediction_step(decoder, prev, lstm, rows)  # (B*K, 1, H)
         logits = joint_step(joint, encoder_proj[:, step], pred_out.view(batch_size, beam, -1))  # (B, K, V1)
         log_probs = debias_log_probs(torch.log_softmax(logits.float(), dim=-1), cfg.debias)
         num_classes = log_probs.size(-1)

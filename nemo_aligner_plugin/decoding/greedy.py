@@ -15,6 +15,7 @@ from typing import Optional
 import torch
 from nemo.collections.asr.modules import RNNTDecoder, RNNTJoint
 
+from nemo_aligner_plugin.decoding.prediction import prediction_step
 from nemo_aligner_plugin.joint import joint_step
 
 __all__ = ["GreedyBatchConfig", "DecoderState", "BatchedHyps", "greedy_batch"]
@@ -78,7 +79,7 @@ def greedy_batch(
         active = (~ended) & (step < limit)
         if not bool(active.any()):
             break
-        pred_out, new_lstm = decoder.predict(prev.unsqueeze(1), state=lstm, add_sos=False, batch_size=batch_size)
+        pred_out, new_lstm = prediction_step(decoder, prev, lstm, batch_size)
         log_probs = torch.log_softmax(joint_step(joint, encoder_proj[:, step], pred_out[:, 0]).float(), dim=-1)
         best_logp, best = log_probs.max(dim=-1)
         best = torch.where(active, best, eos_id)
