@@ -89,6 +89,7 @@ HEAD_DEFAULTS: dict[str, Any] = {
     "decoding": {
         "strategy": "greedy_batch",
         "compute_timestamps": False,
+        "timestamps_layer": None,
         "greedy": {"max_tokens": None},
         "beam": {
             "beam_size": 6,
@@ -98,6 +99,14 @@ HEAD_DEFAULTS: dict[str, Any] = {
             "max_tokens": None,
         },
         "nonar": {"max_tokens": None},
+    },
+    "longform": {
+        "enabled": False,
+        "chunk_seconds": 15.0,
+        "mode": "prime",
+        "prime_tokens": 10,
+        "chunk_batch_size": 8,
+        "pre_encode_seconds": 30.0,
     },
     "optim": {
         "name": "adamw",
