@@ -173,3 +173,21 @@ def trained_nemo(tmp_path_factory, tokenizer_dir, tone_manifest) -> Path:
     path = tmp_path_factory.mktemp("trained") / "tiny_aligner.nemo"
     model.save_to(str(path))
     return path
+
+
+def random_decoder_joint(vocab: int, enc_dim: int, hidden: int, eos_bias: float = 3.0, sharpen: float = 20.0):
+    """Random NeMo prediction net + joint; sharpened logits and an EOS bias make some rows stop early."""
+    import torch
+    from nemo.collections.asr.modules import RNNTDecoder, RNNTJoint
+
+    torch.manual_seed(0)
+    decoder = RNNTDecoder(prednet={"pred_hidden": hidden, "pred_rnn_layers": 1}, vocab_size=vocab).eval()
+    joint = RNNTJoint(
+        jointnet={"encoder_hidden": enc_dim, "pred_hidden": hidden, "joint_hidden": hidden, "activation": "relu"},
+        num_classes=vocab,
+    ).eval()
+    with torch.no_grad():
+        joint.joint_net[-1].weight.mul_(sharpen)
+        joint.joint_net[-1].bias.zero_()
+        joint.joint_net[-1].bias[vocab] = eos_bias
+    return decoder, joint

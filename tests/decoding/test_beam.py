@@ -7,8 +7,8 @@ from dataclasses import replace
 
 import pytest
 import torch
-from nemo.collections.asr.modules import RNNTDecoder, RNNTJoint
 
+from conftest import random_decoder_joint
 from nemo_aligner_plugin.decoding.beam import BeamConfig, beam_search, debias_log_probs
 from nemo_aligner_plugin.decoding.greedy import greedy_batch
 
@@ -17,18 +17,7 @@ SOFT = {"eos_bias": 0.0, "sharpen": 3.0}  # flatter logits: beams disagree, rows
 
 
 def make_modules(vocab: int = 12, eos_bias: float = 3.0, sharpen: float = 20.0):
-    """Random prediction net + joint; sharpened logits and an EOS bias make some rows stop early (as in greedy)."""
-    torch.manual_seed(0)
-    decoder = RNNTDecoder(prednet={"pred_hidden": HIDDEN, "pred_rnn_layers": 1}, vocab_size=vocab).eval()
-    joint = RNNTJoint(
-        jointnet={"encoder_hidden": ENC_DIM, "pred_hidden": HIDDEN, "joint_hidden": HIDDEN, "activation": "relu"},
-        num_classes=vocab,
-    ).eval()
-    with torch.no_grad():
-        joint.joint_net[-1].weight.mul_(sharpen)
-        joint.joint_net[-1].bias.zero_()
-        joint.joint_net[-1].bias[vocab] = eos_bias
-    return decoder, joint
+    return random_decoder_joint(vocab, ENC_DIM, HIDDEN, eos_bias=eos_bias, sharpen=sharpen)
 
 
 def random_batch(batch_size: int, seed: int, frames: int = 15):

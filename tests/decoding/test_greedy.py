@@ -2,8 +2,8 @@
 
 import pytest
 import torch
-from nemo.collections.asr.modules import RNNTDecoder, RNNTJoint
 
+from conftest import random_decoder_joint
 from nemo_aligner_plugin.decoding.greedy import GreedyBatchConfig, greedy_batch
 
 VOCAB, ENC_DIM, HIDDEN = 12, 16, 20
@@ -11,17 +11,7 @@ EOS = VOCAB
 
 
 def make_modules(eos_bias: float):
-    torch.manual_seed(0)
-    decoder = RNNTDecoder(prednet={"pred_hidden": HIDDEN, "pred_rnn_layers": 1}, vocab_size=VOCAB).eval()
-    joint = RNNTJoint(
-        jointnet={"encoder_hidden": ENC_DIM, "pred_hidden": HIDDEN, "joint_hidden": HIDDEN, "activation": "relu"},
-        num_classes=VOCAB,
-    ).eval()
-    with torch.no_grad():  # sharpen the random logits; the EOS bias makes some rows stop early
-        joint.joint_net[-1].weight.mul_(20.0)
-        joint.joint_net[-1].bias.zero_()
-        joint.joint_net[-1].bias[EOS] = eos_bias
-    return decoder, joint
+    return random_decoder_joint(VOCAB, ENC_DIM, HIDDEN, eos_bias=eos_bias)
 
 
 @torch.no_grad()
