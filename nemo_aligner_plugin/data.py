@@ -19,6 +19,8 @@ from nemo.collections.asr.data.audio_to_text_lhotse import LhotseSpeechToTextBpe
 from nemo.collections.common.data.lhotse.dataloader import get_lhotse_dataloader_from_config
 from omegaconf import DictConfig
 
+from nemo_aligner_plugin import checks
+
 __all__ = ["build_dataloader"]
 
 
@@ -32,12 +34,14 @@ def build_dataloader(
     preprocessor_cfg: Optional[DictConfig] = None,
 ) -> Optional[torch.utils.data.DataLoader]:
     """Build a train/validation/test/transcribe loader from a NeMo ``*_ds`` config."""
+    checks.mono_audio_config(config)
     if config.get("use_lhotse"):
+        dataset = LhotseSpeechToTextBpeDataset(tokenizer=tokenizer, return_cuts=config.get("do_transcribe", False))
         return get_lhotse_dataloader_from_config(
             config,
             global_rank=global_rank,
             world_size=world_size,
-            dataset=LhotseSpeechToTextBpeDataset(tokenizer=tokenizer, return_cuts=config.get("do_transcribe", False)),
+            dataset=checks.downmix_lhotse_dataset(dataset),
             tokenizer=tokenizer,
         )
 

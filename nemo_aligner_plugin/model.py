@@ -32,6 +32,7 @@ from nemo.core.neural_types import (
 from nemo.utils import logging, model_utils
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
+from nemo_aligner_plugin import checks
 from nemo_aligner_plugin.analysis import AttentionMaps, recording_attention, timestamps_from_maps
 from nemo_aligner_plugin.augment import concatenate_pairs, reverse_within_length
 from nemo_aligner_plugin.aux_ctc import AuxCTC
@@ -67,6 +68,7 @@ class AlignerEncoderModel(ASRModel, ExportableEncDecModel, ASRBPEMixin, ASRModul
         self._setup_tokenizer(cfg.tokenizer)
         vocabulary = list(self.tokenizer.tokenizer.get_vocab())
         with open_dict(cfg):  # the sizes follow the tokenizer; all in one place
+            cfg.nemo_aligner_plugin_version = checks.plugin_version_stamp(cfg.get("nemo_aligner_plugin_version"))
             cfg.labels = ListConfig(vocabulary)
             if autoregressive:
                 cfg.decoder.vocab_size = len(vocabulary)
@@ -113,6 +115,7 @@ class AlignerEncoderModel(ASRModel, ExportableEncDecModel, ASRBPEMixin, ASRModul
         self._build_decoding(self.cfg.decoding)
         self.setup_optimization_flags()  # skip_nan_grad etc., read from cfg by ASRModel
         self.setup_adapters()
+        self.nonfinite_guard = checks.NonFiniteGuard()
 
     # ------------------------------------------------------------------ decoding
     def _resolve_decoding_cfg(self, decoding_cfg) -> DictConfig:
@@ -258,6 +261,7 @@ class AlignerEncoderModel(ASRModel, ExportableEncDecModel, ASRBPEMixin, ASRModul
             loss_value = loss_value + self.nonar_aux_weight * nonar_loss
             logs.update(train_aligner_loss=aligner_loss, train_nonar_aux_loss=nonar_loss)
         loss_value = self.add_auxiliary_losses(loss_value)
+        self.nonfinite_guard.note_loss(loss_value)
         logs.update(
             {
                 "train_loss": loss_value,
@@ -304,6 +308,22 @@ class AlignerEncoderModel(ASRModel, ExportableEncDecModel, ASRBPEMixin, ASRModul
             self.test_step_outputs.append(logs)
         return logs
 
+    def on_before_optimizer_step(self, optimizer) -> None:
+        """A NaN/inf loss or gradient on any rank drops this optimizer step on every rank."""
+        super().on_before_optimizer_step(optimizer)
+        self.nonfinite_guard.skip_if_nonfinite(self.parameters(), optimizer, step=self.trainer.global_step)
+        self.log("train_nonfinite_steps", float(self.nonfinite_guard.num_skipped))
+
+    def save_to(self, save_path: str) -> None:
+        """ModelPT.save_to, atomic: a kill or a full disk never leaves a half-written .nemo."""
+        with checks.atomic_output(save_path) as partial_path:
+            super().save_to(partial_path)
+
+    @classmethod
+    def restore_from(cls, restore_path: str, *args, **kwargs):
+        checks.check_nemo_archive(restore_path)
+        return super().restore_from(restore_path, *args, **kwargs)
+
     # ------------------------------------------------------------------ transcription
     def transcribe(
         self,
@@ -344,6 +364,7 @@ class AlignerEncoderModel(ASRModel, ExportableEncDecModel, ASRBPEMixin, ASRModul
         plain_only = override_config is not None or channel_selector is not None or augmentor is not None
         plain_only = plain_only or bool(timestamps or self.cfg.decoding.get("compute_timestamps"))
         items = None if longform is None or plain_only else routable_audio(audio)
+        checks.check_transcribe_inputs(self, audio, check_duration=items is None)
         if items is None:
             return plain(audio)
         return transcribe_routed(self, items, longform, plain, batch_size=batch_size)

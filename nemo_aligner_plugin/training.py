@@ -18,6 +18,8 @@ from nemo.utils.exp_manager import exp_manager
 from nemo.utils.trainer_utils import resolve_trainer_cfg
 from omegaconf import DictConfig, OmegaConf
 
+from nemo_aligner_plugin import checks
+
 __all__ = ["run_training"]
 
 
@@ -29,12 +31,14 @@ def run_training(
 ) -> Optional[dict[str, Any]]:
     """Train ``build_model(trainer, log_dir)`` as configured; returns the summary written next to the .nemo."""
     logging.info(f"Hydra config:\n{OmegaConf.to_yaml(cfg)}")
+    checks.check_training_config(cfg)
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
     trainer = pl.Trainer(**resolve_trainer_cfg(cfg.trainer), callbacks=callbacks or None)
     log_dir = exp_manager(trainer, cfg.get("exp_manager", None))
     log_dir = Path(log_dir) if log_dir is not None else None
     model = build_model(trainer, log_dir)
+    checks.check_dataset_manifests(model.cfg, tokenizer=model.tokenizer)
     start = time.perf_counter()
     trainer.fit(model)
     train_seconds = time.perf_counter() - start
@@ -54,6 +58,7 @@ def run_training(
         "minutes": train_seconds / 60,
         "stop_reason": "max_steps" if max_steps > 0 and trainer.global_step >= max_steps else "max_time/max_epochs",
         "skipped_unalignable_utterances": model.loss.num_skipped_total,
+        "nonfinite_steps_skipped": model.nonfinite_guard.num_skipped,
         **(summary_extra or {}),
     }
     (log_dir / "training_summary.json").write_text(json.dumps(summary, indent=2))

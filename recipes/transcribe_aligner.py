@@ -24,7 +24,7 @@ from nemo.core.config import hydra_runner
 from nemo.utils import logging
 from omegaconf import OmegaConf
 
-from nemo_aligner_plugin import AlignerEncoderModel
+from nemo_aligner_plugin import AlignerEncoderModel, checks
 
 
 @dataclass
@@ -44,6 +44,9 @@ class TranscriptionConfig:
 
 def read_manifest(path: Path) -> list[dict]:
     """Manifest lines as dicts; errors name the file and line."""
+    errors = [p for p in checks.validate_manifest(path, ("audio_filepath",)) if p.severity == "error"]
+    if errors:
+        raise ValueError("\n".join(str(p) for p in errors[:10]))
     entries = []
     with path.open(encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
