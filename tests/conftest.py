@@ -87,6 +87,25 @@ def tone_manifest(tmp_path_factory, tone_texts) -> Path:
     return write_tone_corpus(tmp_path_factory.mktemp("tones"), tone_texts[:8])
 
 
+# The tiny architecture of tiny_cfg as hydra overrides, for tests that run the recipes in a subprocess.
+TINY_ARCH_OVERRIDES = [
+    "model.encoder.n_layers=2",
+    "model.encoder.d_model=64",
+    "model.encoder.n_heads=4",
+    "model.encoder.ff_expansion_factor=2",
+    "model.encoder.conv_kernel_size=9",
+    "model.encoder.subsampling_conv_channels=32",
+    "model.encoder.dropout=0.0",
+    "model.encoder.dropout_pre_encoder=0.0",
+    "model.encoder.dropout_att=0.0",
+    "model.model_defaults.pred_hidden=64",
+    "model.model_defaults.joint_hidden=64",
+    "model.preprocessor.features=40",
+    "model.preprocessor.dither=0.0",
+    "model.spec_augment=null",
+]
+
+
 def tiny_cfg(tokenizer_dir: Path, config_name: str = "aligner_conformer_bpe", **overrides):
     """The shipped YAML, shrunk to a model that trains in seconds on a CPU."""
     cfg = OmegaConf.load(CONFIGS / f"{config_name}.yaml")

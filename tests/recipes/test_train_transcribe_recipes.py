@@ -6,23 +6,10 @@ import sys
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, TINY_ARCH_OVERRIDES
 
 TINY_OVERRIDES = [
-    "model.encoder.n_layers=2",
-    "model.encoder.d_model=64",
-    "model.encoder.n_heads=4",
-    "model.encoder.ff_expansion_factor=2",
-    "model.encoder.conv_kernel_size=9",
-    "model.encoder.subsampling_conv_channels=32",
-    "model.encoder.dropout=0.0",
-    "model.encoder.dropout_pre_encoder=0.0",
-    "model.encoder.dropout_att=0.0",
-    "model.model_defaults.pred_hidden=64",
-    "model.model_defaults.joint_hidden=64",
-    "model.preprocessor.features=40",
-    "model.preprocessor.dither=0.0",
-    "model.spec_augment=null",
+    *TINY_ARCH_OVERRIDES,
     "model.optim.lr=3e-3",
     "model.optim.weight_decay=0.0",
     "~model.optim.sched",  # constant LR (NeMo cannot take sched=null)

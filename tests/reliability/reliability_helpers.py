@@ -13,29 +13,16 @@ import pytest
 import soundfile as sf
 from scipy.signal import resample_poly
 
-from conftest import REPO, SAMPLE_RATE
+from conftest import REPO, SAMPLE_RATE, TINY_ARCH_OVERRIDES
 
 HERE = Path(__file__).resolve().parent
 # The recipe shrunk to a model that trains in seconds, deterministic (no dropout, dither, SpecAugment or
-# concatenation), with a per-step lr schedule. As TINY_OVERRIDES in tests/recipes, plus the prediction-network
-# and joint dropout, which TINY_OVERRIDES leaves at 0.1.
+# concatenation), with a per-step lr schedule: conftest's tiny architecture plus zero prediction-network
+# and joint dropout.
 RECIPE_OVERRIDES = [
-    "model.encoder.n_layers=2",
-    "model.encoder.d_model=64",
-    "model.encoder.n_heads=4",
-    "model.encoder.ff_expansion_factor=2",
-    "model.encoder.conv_kernel_size=9",
-    "model.encoder.subsampling_conv_channels=32",
-    "model.encoder.dropout=0.0",
-    "model.encoder.dropout_pre_encoder=0.0",
-    "model.encoder.dropout_att=0.0",
+    *TINY_ARCH_OVERRIDES,
     "model.decoder.prednet.dropout=0.0",
     "model.joint.jointnet.dropout=0.0",
-    "model.model_defaults.pred_hidden=64",
-    "model.model_defaults.joint_hidden=64",
-    "model.preprocessor.features=40",
-    "model.preprocessor.dither=0.0",
-    "model.spec_augment=null",
     "model.concat_utterances.fraction=0",
     "model.optim.lr=0.05",  # NoamAnnealing: peak 0.05 / sqrt(64 * 5) = 2.8e-3
     "model.optim.weight_decay=0.0",
