@@ -23,7 +23,7 @@ format:
 	$(PYTHON) -m ruff check --fix .
 
 demo:  ## build the espeak-ng corpus, train an aligner on it, transcribe the test splits
-	bash recipes/demo.sh $(DEMO_DIR)
+	$(PYTHON) recipes/run_demo.py --work-dir $(DEMO_DIR)
 
 bench:  ## decoder/training-step timings vs NeMo RNN-T, CTC and AED (one thread; writes benchmarks/results/)
 	OMP_NUM_THREADS=1 $(PYTHON) benchmarks/run.py --out benchmarks/results/$$(date +%Y-%m-%d)-cpu.md
