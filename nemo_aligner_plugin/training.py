@@ -57,8 +57,9 @@ def run_training(
         "epochs": trainer.current_epoch,
         "minutes": train_seconds / 60,
         "stop_reason": "max_steps" if max_steps > 0 and trainer.global_step >= max_steps else "max_time/max_epochs",
-        "skipped_unalignable_utterances": model.loss.num_skipped_total,
-        "nonfinite_steps_skipped": model.nonfinite_guard.num_skipped,
+        # aligner models count these; NeMo baselines (recipes/train_baseline.py) do not
+        "skipped_unalignable_utterances": getattr(model.loss, "num_skipped_total", None),
+        "nonfinite_steps_skipped": getattr(getattr(model, "nonfinite_guard", None), "num_skipped", None),
         **(summary_extra or {}),
     }
     (log_dir / "training_summary.json").write_text(json.dumps(summary, indent=2))
