@@ -198,7 +198,7 @@ def aligner_decoder(
 ) -> Decode:
     """The plugin's NeMo-facing decoding callable (greedy_batch or beam with the paper's debiasing).
 
-    ``search_fn`` replaces the strategy table's function (same signature), to measure a proposed version.
+    ``search_fn`` replaces the strategy table's function (same signature), e.g. the stepwise greedy loop.
     """
     cfg = normalize_decoding_cfg({"strategy": strategy, "beam": {"beam_size": beam_size}})
     computer = AlignerDecodingComputer(cfg, decoder.eval(), joint.eval(), eos_id=joint.num_classes_with_blank - 1)

@@ -38,13 +38,14 @@ def test_beam_one_without_debias_is_greedy(batch_size):
     hyps, state = beam_search(decoder, joint, encoder_out, lengths, eos, BeamConfig(beam_size=1, debias=0.0))
     best = hyps.best()
     assert torch.equal(best.tokens, greedy.tokens) and torch.equal(best.lengths, greedy.lengths)
-    assert torch.equal(best.scores, greedy.scores)
+    # greedy's gathered input gates round differently from beam's embedding + LSTM cell: equal up to float32
+    torch.testing.assert_close(best.scores, greedy.scores)
     assert torch.equal(best.ended_with_eos, greedy.ended_with_eos)
     assert hyps.num_hyps.tolist() == [1] * batch_size
     # The carried state matches too, including rows that emitted nothing (zero state, EOS = start token).
     assert torch.equal(state.last_tokens, greedy_state.last_tokens)
     for ours, theirs in zip(state.lstm, greedy_state.lstm, strict=True):
-        assert torch.equal(ours, theirs)
+        torch.testing.assert_close(ours, theirs)
     if batch_size == 7:  # guard: both stop conditions occur
         assert greedy.ended_with_eos.any() and not greedy.ended_with_eos.all()
 

@@ -90,3 +90,70 @@ def test_padding_frames_do_not_change_results():
     padded = torch.cat([encoder_out, 100 * torch.randn(1, 6, ENC_DIM)], dim=1)
     long, _ = greedy_batch(decoder, joint, padded, torch.tensor([9]), EOS)
     assert torch.equal(short.tokens, long.tokens) and torch.allclose(short.scores, long.scores)
+
+
+def _tiny_transducer(layers: int, vocab: int):
+    from nemo.collections.asr.modules import RNNTDecoder, RNNTJoint
+
+    decoder = RNNTDecoder(prednet={"pred_hidden": 16, "pred_rnn_layers": layers}, vocab_size=vocab, blank_as_pad=True)
+    joint = RNNTJoint(
+        jointnet={"encoder_hidden": 8, "pred_hidden": 16, "joint_hidden": 12, "activation": "relu"}, num_classes=vocab
+    )
+    with torch.no_grad():
+        joint.joint_net[-1].bias[vocab] += 2.5  # EOS often enough that rows stop at different steps
+    # float64: the two loops compute the same function in another order; float32 near-ties could flip an argmax
+    return decoder.double().eval(), joint.double().eval()
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("layers", [1, 2])
+def test_gate_table_loop_equals_stepwise_loop(layers: int) -> None:
+    """greedy_batch's fast path (plain LSTM, eval) == the generic loop: tokens, scores, stop reasons, carried state."""
+    from nemo_aligner_plugin.decoding import greedy
+
+    torch.manual_seed(layers)
+    vocab = 20
+    decoder, joint = _tiny_transducer(layers, vocab)
+    lstm = greedy.plain_lstm(decoder)
+    assert lstm is not None
+    stops = set()
+    for trial in range(30):
+        batch, frames = int(torch.randint(1, 6, ())), int(torch.randint(0, 12, ()))
+        enc = torch.randn(batch, frames, 8, dtype=torch.float64) * 2
+        lens = torch.randint(0, frames + 1, (batch,))
+        cfg = GreedyBatchConfig(max_tokens=int(torch.randint(1, 8, ())) if trial % 3 == 0 else None)
+        with torch.no_grad():
+            ref, ref_state = greedy._greedy_stepwise(decoder, joint, enc, lens, vocab, cfg, None)
+            new, new_state = greedy._greedy_gate_table(lstm, decoder, joint, enc, lens, vocab, cfg, None)
+            ref2, ref_state2 = greedy._greedy_stepwise(decoder, joint, enc, lens, vocab, cfg, ref_state)
+            new2, new_state2 = greedy._greedy_gate_table(lstm, decoder, joint, enc, lens, vocab, cfg, new_state)
+        for a, b in ((ref, new), (ref2, new2)):
+            assert torch.equal(a.tokens, b.tokens)
+            assert torch.equal(a.lengths, b.lengths)
+            assert torch.equal(a.frames, b.frames)
+            assert torch.equal(a.ended_with_eos, b.ended_with_eos)
+            torch.testing.assert_close(a.scores, b.scores)
+            stops.update(a.ended_with_eos.tolist())
+        for a, b in ((ref_state, new_state), (ref_state2, new_state2)):
+            assert torch.equal(a.last_tokens, b.last_tokens)
+            for x, y in zip(a.lstm, b.lstm, strict=True):
+                torch.testing.assert_close(x, y)
+    assert stops == {True, False}  # both stop reasons (EOS, out of frames) were exercised
+
+
+@pytest.mark.unit
+def test_gate_table_follows_weight_updates() -> None:
+    """The cached (V1, 4H) table is rebuilt after an in-place weight change (an optimizer step)."""
+    from nemo_aligner_plugin.decoding.prediction import input_gate_table
+
+    decoder, _ = _tiny_transducer(1, 5)
+    lstm = decoder.prediction["dec_rnn"].lstm
+    embed = decoder.prediction["embed"]
+    before = input_gate_table(embed, lstm).clone()
+    assert input_gate_table(embed, lstm) is input_gate_table(embed, lstm)  # cached
+    with torch.no_grad():
+        lstm.weight_ih_l0.mul_(2.0)
+    after = input_gate_table(embed, lstm)
+    expected = embed.weight @ lstm.weight_ih_l0.t() + lstm.bias_ih_l0 + lstm.bias_hh_l0
+    torch.testing.assert_close(after, expected)
+    assert not torch.allclose(after, before)
