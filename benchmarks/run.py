@@ -55,6 +55,7 @@ from bench_timing import (  # noqa: E402
     torch_threads,
 )
 from nemo.utils import logging as nemo_logging  # noqa: E402
+
 from nemo_aligner_plugin.decoding.greedy import GreedyBatchConfig, _greedy_stepwise, greedy_batch  # noqa: E402
 from nemo_aligner_plugin.decoding.prediction import input_gate_table  # noqa: E402
 

@@ -1,12 +1,14 @@
 """Train a NeMo baseline (CTC or RNN-T) on exactly the aligner's data, encoder and budget, for side-by-side numbers.
 
-    python recipes/train_baseline.py --config-name=baselines/ctc_demo  model.train_ds.manifest_filepath=... (see the YAML)
+    python recipes/train_baseline.py --config-name=baselines/ctc_demo model.train_ds.manifest_filepath=...
     python recipes/train_baseline.py --config-name=baselines/rnnt_demo model.train_ds.manifest_filepath=...
+    (the other overrides are in the YAMLs' headers)
 
 A baseline YAML (configs/baselines/) inherits an aligner config through hydra's defaults list, names the NeMo
 model class (``model_class``), removes the aligner-only model sections (``drop_model_sections``) and replaces
 the head sections (``head``). ``cpu_rnnt_loss: vectorized`` trains RNN-T on CPU with
-nemo_aligner_plugin/rnnt_loss.py instead of NeMo's numba loss (5.4 s a step at the demo shape). Writes ``<log_dir>/<name>.nemo`` and ``training_summary.json`` like train_aligner.py.
+nemo_aligner_plugin/rnnt_loss.py instead of NeMo's numba loss (5.4 s a step at the demo shape).
+Writes ``<log_dir>/<name>.nemo`` and ``training_summary.json`` like train_aligner.py.
 """
 
 from hydra.utils import get_class

@@ -46,4 +46,3 @@ def test_quick_run_reports_every_row(tmp_path: Path) -> None:
         assert f"### B={batch}" in report
     assert "n/a (section not run)" not in report
     assert "- command: `" in report and "torch " in report and "load average" in report
-
