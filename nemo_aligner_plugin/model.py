@@ -40,6 +40,7 @@ from nemo_aligner_plugin.data import build_dataloader
 from nemo_aligner_plugin.decoding.nemo_glue import AlignerBPEDecoding
 from nemo_aligner_plugin.decoding.nonar import NonARHead
 from nemo_aligner_plugin.decoding.strategies import normalize_decoding_cfg
+from nemo_aligner_plugin.hub import model_card, save_pretrained
 from nemo_aligner_plugin.joint import diagonal_logits, leading_frames
 from nemo_aligner_plugin.longform import longform_config, routable_audio, transcribe_routed
 from nemo_aligner_plugin.loss import AlignerLoss
@@ -449,8 +450,28 @@ class AlignerEncoderModel(ASRModel, ExportableEncDecModel, ASRBPEMixin, ASRModul
         check_partial_state_dict(self, state_dict, include, exclude, source=load_from_string or "a checkpoint")
         super().load_part_of_state_dict(state_dict, include, exclude, load_from_string)
 
-    # ------------------------------------------------------------------ catalog
+    # ------------------------------------------------------------------ catalog and hub
     @classmethod
     def list_available_models(cls) -> list[PretrainedModelInfo]:
         """The plugin's own catalog (see ``nemo_aligner_plugin.pretrained``)."""
         return list_pretrained_models(cls)
+
+    def save_pretrained(
+        self,
+        save_directory: str,
+        repo_id: Optional[str] = None,
+        metrics: Optional[dict[str, float]] = None,
+        description: Optional[str] = None,
+        overwrite: bool = False,
+    ):
+        """Export to a Hugging Face-layout folder (``<name>.nemo``, model card, config); see ``hub.save_pretrained``."""
+        return save_pretrained(
+            self, save_directory, repo_id=repo_id, metrics=metrics, description=description, overwrite=overwrite
+        )
+
+    def generate_model_card(self, type: str = "hf", template: Optional[str] = None, template_kwargs=None):
+        """The card NeMo's ``push_to_hf_hub`` uploads: ours (config summary) unless a template is given."""
+        if template is not None or type != "hf":
+            return super().generate_model_card(type=type, template=template, template_kwargs=template_kwargs)
+        repo_id = (template_kwargs or {}).get("repo_id", self.cfg.get("name", "aligner-encoder"))
+        return model_card(self.cfg, repo_id, sum(p.numel() for p in self.parameters()))
