@@ -89,7 +89,7 @@ def model_card(
         "## Use",
         "",
         "```bash",
-        "pip install nemo_aligner_plugin   # brings nemo_toolkit[asr]",
+        "pip install <nemo_aligner_plugin source or wheel>   # the plugin; it brings nemo_toolkit[asr]",
         "```",
         "```python",
         "from nemo_aligner_plugin import AlignerEncoderModel",
@@ -106,6 +106,9 @@ def model_card(
         *(f"| {key} | {value} |" for key, value in config_summary(cfg, num_parameters)),
         "",
         "The full configuration is in `model_config.yaml` (and inside the `.nemo` archive).",
+        "",
+        "Method: A. Stooke et al., *Aligner-Encoders: Self-Attention Transformers Can Be Self-Transducers*,",
+        "NeurIPS 2024.",
     ]
     if metrics:
         lines += ["", "## Results", "", "| metric | value |", "|---|---|"]
