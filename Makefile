@@ -2,7 +2,7 @@
 PYTHON ?= python
 DEMO_DIR ?= data/demo
 
-.PHONY: install test test-slow lint format demo bench
+.PHONY: install test test-slow lint format demo demo-baselines bench
 
 install:  ## torch first, pinned, so pip takes the CPU wheel instead of a multi-GB CUDA build
 	$(PYTHON) -m pip install -q torch==2.13.0
@@ -24,6 +24,9 @@ format:
 
 demo:  ## build the espeak-ng corpus, train an aligner on it, transcribe the test splits
 	$(PYTHON) recipes/run_demo.py --work-dir $(DEMO_DIR)
+
+demo-baselines:  ## the demo plus NeMo CTC and RNN-T trained the same way, in one side-by-side table
+	OMP_NUM_THREADS=1 $(PYTHON) recipes/run_demo.py --work-dir $(DEMO_DIR) --baselines
 
 bench:  ## decoder/training-step timings vs NeMo RNN-T, CTC and AED (one thread; writes benchmarks/results/)
 	OMP_NUM_THREADS=1 $(PYTHON) benchmarks/run.py --out benchmarks/results/$$(date +%Y-%m-%d)-cpu.md

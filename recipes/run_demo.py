@@ -2,6 +2,9 @@
 
     python recipes/run_demo.py --work-dir data/demo            # the full demo (see docs/demo.md for time/WER)
     python recipes/run_demo.py --work-dir /tmp/d --smoke       # a 1-minute pipeline check on a tiny corpus
+    python recipes/run_demo.py --baselines                     # also NeMo CTC and RNN-T (`make demo-baselines`)
+    python recipes/run_demo.py --baselines --model aligner=a.nemo --model ctc=c.nemo --model rnnt=r.nemo
+                                                               # evaluate trained models, train nothing
 
 Everything runs on the CPU with no downloads: speech is synthesized by espeak-ng (installed through apt
 when missing and running as root). Each stage is a plain recipe that can also be run by hand.
@@ -59,12 +62,21 @@ def run(args: list[str]) -> None:
     subprocess.run([sys.executable, *args], check=True, cwd=REPO)
 
 
-def train(corpus: Path, exp_dir: Path, overrides: list[str]) -> dict:
+# system -> (training recipe, config name under configs/); the baselines inherit the aligner demo config
+SYSTEMS = {
+    "aligner": ("train_aligner.py", "aligner_demo"),
+    "ctc": ("train_baseline.py", "baselines/ctc_demo"),
+    "rnnt": ("train_baseline.py", "baselines/rnnt_demo"),
+}
+
+
+def train(corpus: Path, exp_dir: Path, overrides: list[str], system: str = "aligner") -> dict:
+    script, config = SYSTEMS[system]
     run(
         [
-            str(RECIPES / "train_aligner.py"),
+            str(RECIPES / script),
             "--config-path=../configs",
-            "--config-name=aligner_demo",
+            f"--config-name={config}",
             f"model.train_ds.manifest_filepath={corpus / 'train_manifest.json'}",
             f"model.validation_ds.manifest_filepath={corpus / 'dev_manifest.json'}",
             f"model.tokenizer.dir={corpus / 'tokenizer'}",
@@ -93,6 +105,7 @@ def wer_by_length(entries: list[dict]) -> dict[str, float]:
 
 
 def evaluate(model_path: Path, corpus: Path, out_dir: Path) -> dict:
+    """WER/CER per split through recipes/transcribe_aligner.py (any NeMo ASR model: aligner, CTC, RNN-T)."""
     sys.path.insert(0, str(RECIPES))
     from transcribe_aligner import TranscriptionConfig
     from transcribe_aligner import run as transcribe
@@ -118,6 +131,51 @@ def evaluate(model_path: Path, corpus: Path, out_dir: Path) -> dict:
             "wer_by_words": wer_by_length(entries),
         }
     return results
+
+
+def decode_ms_per_batch(model_path: Path, manifest: Path, batch_size: int = 32, repeats: int = 5) -> dict:
+    """Median greedy decoding time for one batch of test utterances, encoder excluded (and encoder time apart)."""
+    import soundfile as sf
+    import torch
+    from nemo.collections.asr.models import ASRModel, EncDecCTCModel
+
+    import nemo_aligner_plugin  # noqa: F401  (registers the aligner for restore_from)
+
+    model = ASRModel.restore_from(str(model_path), map_location="cpu").eval()
+    entries = [json.loads(line) for line in manifest.read_text().splitlines()[:batch_size]]
+    audio = [torch.from_numpy(sf.read(e["audio_filepath"], dtype="float32")[0]) for e in entries]
+    lengths = torch.tensor([a.numel() for a in audio])
+    signal = torch.nn.utils.rnn.pad_sequence(audio, batch_first=True)
+
+    def median_ms(fn) -> float:
+        fn()  # warm-up
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - start) * 1000)
+        return sorted(times)[len(times) // 2]
+
+    def encode():
+        return model.forward(input_signal=signal, input_signal_length=lengths)
+
+    with torch.inference_mode():
+        encoder_ms = median_ms(encode)
+        outputs = encode()
+        if isinstance(model, EncDecCTCModel):  # (log-probs, lengths, argmax)
+
+            def decode():
+                return model.decoding.ctc_decoder_predictions_tensor(outputs[0], decoder_lengths=outputs[1])
+        else:  # aligner and RNN-T: (encoder output, lengths) through their RNNTDecoding-style wrapper
+
+            def decode():
+                return model.decoding.rnnt_decoder_predictions_tensor(
+                    encoder_output=outputs[0], encoded_lengths=outputs[1]
+                )
+
+        decode_ms = median_ms(decode)
+    return {"batch": len(entries), "encoder_ms": round(encoder_ms, 1), "decode_ms": round(decode_ms, 2),
+            "threads": torch.get_num_threads()}  # fmt: skip
 
 
 def plot(model_path: Path, corpus: Path, out_dir: Path) -> dict | None:
@@ -161,6 +219,23 @@ def write_report(out_dir: Path, report: dict) -> Path:
     for split, r in report["splits"].items():
         buckets = ", ".join(f"{k}: {v:.3f}" for k, v in r["wer_by_words"].items())
         lines.append(f"| {split} | {r['utterances']} | {r['wer']:.4f} | {r['cer']:.4f} | {buckets} |")
+    if report.get("systems"):
+        lines += [
+            "",
+            "## Side by side (same corpus, encoder, optimizer and budget)",
+            "",
+            "| system | dev WER | test WER | test_long WER | steps | train min | encoder ms | greedy decode ms |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for name, r in report["systems"].items():
+            t, d, sp = r.get("training") or {}, r["decode"], r["splits"]
+            minutes = f"{t['minutes']:.1f}" if t.get("minutes") is not None else "?"
+            lines.append(
+                f"| {name} | {sp['dev']['wer']:.4f} | {sp['test']['wer']:.4f} | {sp['test_long']['wer']:.4f} | "
+                f"{t.get('global_step', '?')} | {minutes} | {d['encoder_ms']} | {d['decode_ms']} |"
+            )
+        first = next(iter(report["systems"].values()))["decode"]
+        lines.append(f"\nms: median for one batch of {first['batch']} test utterances, {first['threads']} thread(s).")
     text = "\n".join(lines) + "\n"
     (out_dir / "report.md").write_text(text)
     (out_dir / "report.json").write_text(json.dumps(report, indent=2))
@@ -172,38 +247,71 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--work-dir", type=Path, default=REPO / "data" / "demo", help="corpus, runs and report go here")
     parser.add_argument("--smoke", action="store_true", help="tiny corpus and model, a few steps: checks the pipeline")
     parser.add_argument("--seed", type=int, default=0, help="corpus and training seed")
-    parser.add_argument("overrides", nargs="*", help="extra hydra overrides for the training recipe")
+    parser.add_argument("--baselines", action="store_true", help="also train/evaluate NeMo CTC and RNN-T baselines")
+    parser.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="SYSTEM=PATH",
+        help="evaluate this trained .nemo for SYSTEM (aligner, ctc, rnnt) instead of training it",
+    )
+    parser.add_argument("overrides", nargs="*", help="extra hydra overrides for the training recipes")
     args = parser.parse_args(argv)
+    given = {}
+    for item in args.model:
+        system, _, path = item.partition("=")
+        if system not in SYSTEMS or not path:
+            parser.error(f"--model {item}: expected SYSTEM=PATH with SYSTEM in {sorted(SYSTEMS)}")
+        if not Path(path).is_file():
+            parser.error(f"--model {item}: {path} does not exist")
+        given[system] = Path(path).resolve()
+    systems = ["aligner", "ctc", "rnnt"] if args.baselines else ["aligner"]
 
     start = time.perf_counter()
-    ensure_espeak()
     work = args.work_dir.resolve()
     corpus = work / ("corpus_smoke" if args.smoke else "corpus")
-    log(f"stage 1/4: corpus -> {corpus}")
-    run(
-        [str(RECIPES / "make_demo_corpus.py"), "--out", str(corpus), "--seed", str(args.seed)]
-        + (SMOKE_CORPUS if args.smoke else [])
-    )
+    if len(given) < len(systems) or not (corpus / "test_manifest.json").exists():
+        ensure_espeak()
+        log(f"stage 1/4: corpus -> {corpus}")
+        run(
+            [str(RECIPES / "make_demo_corpus.py"), "--out", str(corpus), "--seed", str(args.seed)]
+            + (SMOKE_CORPUS if args.smoke else [])
+        )
 
     run_dir = work / "runs" / time.strftime("%Y-%m-%d_%H-%M-%S")
     overrides = [f"seed={args.seed}"] + (SMOKE_OVERRIDES if args.smoke else []) + args.overrides
-    log(f"stage 2/4: training (configs/aligner_demo.yaml) -> {run_dir}")
-    summary = train(corpus, run_dir, overrides)
-    model_path = Path(summary["nemo_path"])
+    results = {}
+    for system in systems:
+        if system in given:
+            model_path = given[system]
+            summary_file = model_path.parent / "training_summary.json"
+            summary = json.loads(summary_file.read_text()) if summary_file.exists() else {}
+            log(f"{system}: evaluating the given model {model_path}")
+        else:
+            log(f"stage 2/4: training {system} (configs/{SYSTEMS[system][1]}.yaml) -> {run_dir / system}")
+            summary = train(corpus, run_dir / system, overrides, system)
+            model_path = Path(summary["nemo_path"])
+        log(f"stage 3/4: {system}: transcribing dev, test (unseen voices and sentences), test_long (~2x longer)")
+        splits = evaluate(model_path, corpus, model_path.parent)
+        decode = decode_ms_per_batch(model_path, corpus / "test_manifest.json")
+        results[system] = {"model": str(model_path), "training": summary, "splits": splits, "decode": decode}
 
-    log("stage 3/4: transcribing dev, test (unseen voices and sentences), test_long (~2x longer)")
-    splits = evaluate(model_path, corpus, model_path.parent)
+    aligner = results["aligner"]
+    model_path = Path(aligner["model"])
     log("stage 4/4: alignment plot")
     alignment = plot(model_path, corpus, model_path.parent)
 
     report = {
         "model": str(model_path),
-        "training": summary,
-        "splits": splits,
+        "training": aligner["training"],
+        "splits": aligner["splits"],
         "alignment": alignment,
+        "systems": results if len(results) > 1 else None,
         "total_minutes": (time.perf_counter() - start) / 60,
     }
-    path = write_report(model_path.parent, report)
+    out_dir = run_dir if given.get("aligner") else model_path.parent
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = write_report(out_dir, report)
     print("\n" + path.read_text())
     log(f"report: {path} (and report.json)")
 

@@ -1,5 +1,7 @@
 """Transcribe a NeMo manifest or an audio folder with an Aligner-Encoder, and score it when references exist.
 
+Any NeMo ASR .nemo works (the demo scores its CTC and RNN-T baselines with it); ``decoding`` is aligner-only.
+
     python recipes/transcribe_aligner.py model_path=model.nemo dataset_manifest=test.json \
         output_filename=preds.json batch_size=16
     python recipes/transcribe_aligner.py pretrained_name=<catalog name> audio_dir=wavs/ audio_type=wav
@@ -20,6 +22,7 @@ from typing import Any, Optional
 
 import jiwer
 import torch
+from nemo.collections.asr.models import ASRModel
 from nemo.core.config import hydra_runner
 from nemo.utils import logging
 from omegaconf import OmegaConf
@@ -75,19 +78,27 @@ def score(references: list[str], hypotheses: list[str]) -> dict[str, float]:
     }
 
 
-def load_model(cfg: TranscriptionConfig) -> AlignerEncoderModel:
+def load_model(cfg: TranscriptionConfig) -> ASRModel:
     if (cfg.model_path is None) == (cfg.pretrained_name is None):
         raise ValueError("Set exactly one of model_path=... or pretrained_name=...")
     device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
     if cfg.model_path is not None:
         if not Path(cfg.model_path).is_file():
             raise FileNotFoundError(f"model_path={cfg.model_path} does not exist")
-        model = AlignerEncoderModel.restore_from(cfg.model_path, map_location=device)
+        checks.check_nemo_archive(cfg.model_path)  # a clear error for a truncated/corrupt archive
+        model = ASRModel.restore_from(cfg.model_path, map_location=device)  # the class saved in the archive
     else:
         model = AlignerEncoderModel.from_pretrained(cfg.pretrained_name, map_location=device)
     if cfg.decoding:
+        if not isinstance(model, AlignerEncoderModel):
+            raise ValueError(f"decoding=... takes aligner decoding options; {type(model).__name__} is not an aligner")
         model.change_decoding_strategy({**OmegaConf.to_container(model.cfg.decoding), **cfg.decoding})
     return model.eval()
+
+
+def text_of(hypothesis) -> str:
+    """NeMo models return Hypothesis objects (aligner, RNN-T) or strings (some CTC paths)."""
+    return hypothesis if isinstance(hypothesis, str) else hypothesis.text
 
 
 def run(cfg: TranscriptionConfig) -> dict[str, Any]:
@@ -107,25 +118,27 @@ def run(cfg: TranscriptionConfig) -> dict[str, Any]:
     model = load_model(cfg)
     start = time.perf_counter()
     with torch.inference_mode():
+        # NeMo's CTC/RNN-T transcribe() takes no loader switch; they use their own default loader
+        loader = {"use_lhotse": cfg.use_lhotse} if isinstance(model, AlignerEncoderModel) else {}
         hyps = model.transcribe(
             [e["audio_filepath"] for e in entries],
             batch_size=cfg.batch_size,
             num_workers=cfg.num_workers,
-            use_lhotse=cfg.use_lhotse,
             verbose=True,
+            **loader,
         )
     seconds = time.perf_counter() - start
     output.parent.mkdir(parents=True, exist_ok=True)
     with output.open("w", encoding="utf-8") as f:
         for entry, hyp in zip(entries, hyps, strict=True):
-            f.write(json.dumps({**entry, "pred_text": hyp.text}, ensure_ascii=False) + "\n")
+            f.write(json.dumps({**entry, "pred_text": text_of(hyp)}, ensure_ascii=False) + "\n")
 
     result: dict[str, Any] = {"output_filename": str(output), "transcribe_seconds": seconds}
     audio_seconds = sum(float(e.get("duration", 0.0)) for e in entries)
     if audio_seconds:
         result["rtfx"] = audio_seconds / seconds
     if all("text" in e for e in entries):
-        result.update(score([e["text"] for e in entries], [h.text for h in hyps]))
+        result.update(score([e["text"] for e in entries], [text_of(h) for h in hyps]))
     Path(f"{output}.metrics.json").write_text(json.dumps(result, indent=2))
     logging.info(f"Wrote {len(entries)} predictions to {output}")
     print(json.dumps(result, indent=2))

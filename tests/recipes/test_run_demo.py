@@ -1,4 +1,4 @@
-"""`make demo`'s pipeline end to end on a tiny corpus and model (the full demo is not part of CI)."""
+"""`make demo` / `make demo-baselines` end to end on a tiny corpus and models (the full demo is not part of CI)."""
 
 import json
 import shutil
@@ -14,7 +14,7 @@ from conftest import REPO
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed (apt-get install espeak-ng)")
 def test_demo_smoke_writes_a_complete_report(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "recipes/run_demo.py", "--work-dir", str(tmp_path), "--smoke"],
+        [sys.executable, "recipes/run_demo.py", "--work-dir", str(tmp_path), "--smoke", "--baselines"],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -22,11 +22,18 @@ def test_demo_smoke_writes_a_complete_report(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     reports = list(tmp_path.rglob("report.json"))
-    assert len(reports) == 1
+    assert len(reports) == 1 and len(list(tmp_path.rglob("*.nemo"))) >= 3  # aligner, CTC, RNN-T
     report = json.loads(reports[0].read_text())
     assert report["training"]["global_step"] == 6
     assert set(report["splits"]) == {"dev", "test", "test_long"}
     for split in report["splits"].values():
         assert split["utterances"] > 0 and split["wer"] >= 0.0 and split["wer_by_words"]
-    assert (reports[0].parent / "report.md").read_text().startswith("# Aligner-Encoder demo report")
+    text = (reports[0].parent / "report.md").read_text()
+    assert text.startswith("# Aligner-Encoder demo report")
+    assert set(report["systems"]) == {"aligner", "ctc", "rnnt"}
+    for system in report["systems"].values():
+        assert system["training"]["global_step"] == 6 and system["decode"]["decode_ms"] > 0
+        assert set(system["splits"]) == {"dev", "test", "test_long"}
+    table = text[text.index("## Side by side") :]
+    assert all(f"| {name} |" in table for name in ("aligner", "ctc", "rnnt"))
     assert "report:" in proc.stdout
