@@ -85,7 +85,7 @@ HEAD_DEFAULTS: dict[str, Any] = {
     },
     "aux_ctc": {"weight": 0.0, "layer": -1},
     "nonar_aux": {"weight": 0.0},
-    "concat_utterances": {"fraction": 0.15, "gap_seconds": 0.1},
+    "concat_utterances": {"fraction": 0.15, "gap_seconds": 0.1, "mode": "in_batch"},
     "decoding": {
         "strategy": "greedy_batch",
         "compute_timestamps": False,

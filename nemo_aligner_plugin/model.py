@@ -111,6 +111,11 @@ class AlignerEncoderModel(ASRModel, ExportableEncDecModel, ASRBPEMixin, ASRModul
         concat = self.cfg.get("concat_utterances") or {}
         self.concat_fraction = float(concat.get("fraction", 0.0))
         self.concat_gap_samples = int(concat.get("gap_seconds", 0.0) * self.cfg.sample_rate)
+        self.concat_mode = concat.get("mode", "in_batch")
+        if self.concat_mode not in ("in_batch", "whole_batches"):
+            raise ValueError(
+                f"model.concat_utterances.mode={self.concat_mode!r}: expected in_batch or whole_batches"
+            )
         with open_dict(self.cfg):
             self.cfg.decoding = self._resolve_decoding_cfg(self.cfg.get("decoding"))
         self._build_decoding(self.cfg.decoding)
@@ -246,8 +251,11 @@ class AlignerEncoderModel(ASRModel, ExportableEncDecModel, ASRBPEMixin, ASRModul
     def training_step(self, batch, batch_nb):
         signal, signal_len, transcript, transcript_len = batch[:4]
         if self.concat_fraction > 0:
+            fraction = self.concat_fraction
+            if self.concat_mode == "whole_batches":  # all rows paired in that share of the batches, none elsewhere
+                fraction = 1.0 if float(torch.rand(())) < self.concat_fraction else 0.0
             signal, signal_len, transcript, transcript_len = concatenate_pairs(
-                signal, signal_len, transcript, transcript_len, self.concat_fraction, self.concat_gap_samples
+                signal, signal_len, transcript, transcript_len, fraction, self.concat_gap_samples
             )
         encoded, encoded_len = self.forward(input_signal=signal, input_signal_length=signal_len)
         aligner_loss = self.compute_loss(encoded, encoded_len, transcript, transcript_len)

@@ -38,6 +38,37 @@ def test_concatenate_pairs_fraction_zero_is_identity():
 
 
 @pytest.mark.unit
+@pytest.mark.parametrize("mode", ["in_batch", "whole_batches"])
+def test_concat_modes_pair_the_configured_share(tokenizer_dir, mode, monkeypatch):
+    """in_batch: every batch loses round(0.25 * 8 / 2) = 1 row; whole_batches: ~25% of batches lose 4 rows."""
+    cfg = tiny_cfg(tokenizer_dir, model={"concat_utterances": {"fraction": 0.25, "mode": mode}})
+    model = AlignerEncoderModel(cfg.model)
+    rows = []
+
+    def record(input_signal, input_signal_length):
+        rows.append(input_signal.size(0))
+        raise StopIteration  # the forward pass itself is not under test
+
+    monkeypatch.setattr(model, "forward", record)
+    torch.manual_seed(0)
+    batch = (torch.randn(8, 1600), torch.full((8,), 1600), torch.ones(8, 3, dtype=torch.long), torch.full((8,), 3))
+    for _ in range(200):
+        with pytest.raises(StopIteration):
+            model.training_step(batch, 0)
+    if mode == "in_batch":
+        assert set(rows) == {7}
+    else:
+        assert set(rows) == {4, 8} and 0.15 < rows.count(4) / len(rows) < 0.35
+
+
+@pytest.mark.unit
+def test_unknown_concat_mode_is_named(tokenizer_dir):
+    cfg = tiny_cfg(tokenizer_dir, model={"concat_utterances": {"mode": "sometimes"}})
+    with pytest.raises(ValueError, match="concat_utterances.mode"):
+        AlignerEncoderModel(cfg.model)
+
+
+@pytest.mark.unit
 @pytest.mark.parametrize("layer", [-1, 0])
 def test_aux_ctc_adds_a_finite_loss_with_gradients_to_the_encoder(tokenizer_dir, layer):
     cfg = tiny_cfg(tokenizer_dir, model={"aux_ctc": {"weight": 0.3, "layer": layer}}).model
