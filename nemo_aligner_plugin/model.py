@@ -113,9 +113,7 @@ class AlignerEncoderModel(ASRModel, ExportableEncDecModel, ASRBPEMixin, ASRModul
         self.concat_gap_samples = int(concat.get("gap_seconds", 0.0) * self.cfg.sample_rate)
         self.concat_mode = concat.get("mode", "in_batch")
         if self.concat_mode not in ("in_batch", "whole_batches"):
-            raise ValueError(
-                f"model.concat_utterances.mode={self.concat_mode!r}: expected in_batch or whole_batches"
-            )
+            raise ValueError(f"model.concat_utterances.mode={self.concat_mode!r}: expected in_batch or whole_batches")
         with open_dict(self.cfg):
             self.cfg.decoding = self._resolve_decoding_cfg(self.cfg.get("decoding"))
         self._build_decoding(self.cfg.decoding)
