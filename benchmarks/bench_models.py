@@ -394,13 +394,22 @@ def aligner_train_step(sizes: Sizes) -> tuple[list[torch.nn.Module], TrainStep]:
     return [decoder, joint], step
 
 
-def rnnt_train_step(sizes: Sizes, loss_name: str, fused_batch_size: int | None = None) -> tuple[list, TrainStep]:
-    """NeMo RNN-T: full (B, T, U+1, V1) joint + RNNTLoss, or the fused joint+loss over sub-batches."""
+def rnnt_train_step(
+    sizes: Sizes, loss_name: str, fused_batch_size: int | None = None, vectorized: bool = False
+) -> tuple[list, TrainStep]:
+    """NeMo RNN-T: full (B, T, U+1, V1) joint + RNNTLoss, or the fused joint+loss over sub-batches.
+
+    ``vectorized``: NeMo's RNNTLoss wrapper around the plugin's vectorized loss (the CPU baseline's loss).
+    """
     from nemo.collections.asr.losses.rnnt import RNNTLoss
     from nemo.collections.asr.metrics.wer import WER
 
+    from nemo_aligner_plugin.rnnt_loss import VectorizedRNNTLoss
+
     decoder, joint = build_transducer(sizes)
     loss = RNNTLoss(num_classes=sizes.vocab, loss_name=loss_name, reduction="mean_batch")
+    if vectorized:
+        loss._loss = VectorizedRNNTLoss(blank=sizes.vocab)
     if fused_batch_size is not None:
         decoding = RNNTDecoding(
             OmegaConf.structured(RNNTDecodingConfig()), decoder, joint, [str(i) for i in range(sizes.vocab)]
@@ -477,6 +486,9 @@ TRAIN_CASES: dict[str, TrainCase] = {
     ),
     # every lattice cell's select/gather backward materialises a full (B, T, U+1, V1) gradient
     "RNN-T, full joint + RNNTLoss pytorch": TrainCase(lambda s: rnnt_train_step(s, "pytorch"), cost_power=2),
+    "RNN-T, full joint + vectorized loss (nemo_aligner_plugin.rnnt_loss, not NeMo)": TrainCase(
+        lambda s: rnnt_train_step(s, "warprnnt_numba", vectorized=True)
+    ),
     "AED CE (4-layer transformer, smoothed CE)": TrainCase(aed_train_step),
     "CTC (ConvASRDecoder + CTCLoss)": TrainCase(ctc_train_step),
 }
