@@ -3,6 +3,7 @@
     python recipes/run_demo.py --work-dir data/demo            # the full demo (see docs/demo.md for time/WER)
     python recipes/run_demo.py --work-dir /tmp/d --smoke       # a 1-minute pipeline check on a tiny corpus
     python recipes/run_demo.py --baselines                     # also NeMo CTC and RNN-T (`make demo-baselines`)
+    python recipes/run_demo.py --ctc-warmup-steps 700          # CTC first, then the aligner from its encoder
     python recipes/run_demo.py --baselines --model aligner=a.nemo --model ctc=c.nemo --model rnnt=r.nemo
                                                                # evaluate trained models, train nothing
 
@@ -88,6 +89,37 @@ def train(corpus: Path, exp_dir: Path, overrides: list[str], system: str = "alig
     if not summaries:
         sys.exit(f"training finished without a training_summary.json under {exp_dir}")
     return json.loads(summaries[-1].read_text())
+
+
+def schedule_steps(overrides: list[str]) -> int:
+    """trainer.max_steps of the demo run: the last override, else configs/aligner_demo.yaml's."""
+    for item in reversed(overrides):
+        if item.startswith("trainer.max_steps="):
+            return int(item.split("=", 1)[1])
+    from omegaconf import OmegaConf
+
+    return int(OmegaConf.load(REPO / "configs" / "aligner_demo.yaml").trainer.max_steps)
+
+
+def train_aligner_after_ctc(corpus: Path, run_dir: Path, overrides: list[str], ctc_steps: int) -> dict:
+    """Split the step budget: NeMo CTC (same encoder) for ``ctc_steps``, then the aligner from its encoder."""
+    total = schedule_steps(overrides)
+    if not 0 < ctc_steps < total:
+        sys.exit(f"--ctc-warmup-steps {ctc_steps}: must be between 1 and the schedule's {total - 1} steps")
+    log(f"stage 2a/4: CTC warm-up, {ctc_steps} of {total} steps -> {run_dir / 'ctc_warmup'}")
+    ctc = train(corpus, run_dir / "ctc_warmup", [*overrides, f"trainer.max_steps={ctc_steps}"], "ctc")
+    log(f"stage 2b/4: aligner from the CTC encoder, {total - ctc_steps} steps -> {run_dir / 'aligner'}")
+    summary = train(
+        corpus,
+        run_dir / "aligner",
+        [
+            *overrides,
+            f"trainer.max_steps={total - ctc_steps}",
+            f"+init_from_nemo_model.encoder.path={ctc['nemo_path']}",
+            "+init_from_nemo_model.encoder.include=[preprocessor,encoder]",
+        ],
+    )
+    return {**summary, "ctc_warmup": {k: ctc[k] for k in ("nemo_path", "global_step", "minutes")}}
 
 
 def wer_by_length(entries: list[dict]) -> dict[str, float]:
@@ -209,6 +241,11 @@ def write_report(out_dir: Path, report: dict) -> Path:
         f"- model: `{report['model']}`",
         f"- training: {report['training']['global_step']} steps, {report['training']['minutes']:.1f} min "
         f"({report['training']['stop_reason']})",
+        *(
+            [f"- CTC warm-up before it: {w['global_step']} steps, {w['minutes']:.1f} min (`{w['nemo_path']}`)"]
+            if (w := report["training"].get("ctc_warmup"))
+            else []
+        ),
         f"- whole demo: {report['total_minutes']:.1f} min",
     ]
     if report.get("alignment"):
@@ -255,6 +292,12 @@ def main(argv: list[str] | None = None) -> None:
         metavar="SYSTEM=PATH",
         help="evaluate this trained .nemo for SYSTEM (aligner, ctc, rnnt) instead of training it",
     )
+    parser.add_argument(
+        "--ctc-warmup-steps",
+        type=int,
+        default=0,
+        help="train NeMo CTC for this many of the schedule's steps first, then the aligner from its encoder",
+    )
     parser.add_argument("overrides", nargs="*", help="extra hydra overrides for the training recipes")
     args = parser.parse_args(argv)
     given = {}
@@ -287,6 +330,9 @@ def main(argv: list[str] | None = None) -> None:
             summary_file = model_path.parent / "training_summary.json"
             summary = json.loads(summary_file.read_text()) if summary_file.exists() else {}
             log(f"{system}: evaluating the given model {model_path}")
+        elif system == "aligner" and args.ctc_warmup_steps:
+            summary = train_aligner_after_ctc(corpus, run_dir, overrides, args.ctc_warmup_steps)
+            model_path = Path(summary["nemo_path"])
         else:
             log(f"stage 2/4: training {system} (configs/{SYSTEMS[system][1]}.yaml) -> {run_dir / system}")
             summary = train(corpus, run_dir / system, overrides, system)

@@ -37,3 +37,14 @@ def test_demo_smoke_writes_a_complete_report(tmp_path):
     table = text[text.index("## Side by side") :]
     assert all(f"| {name} |" in table for name in ("aligner", "ctc", "rnnt"))
     assert "report:" in proc.stdout
+
+
+@pytest.mark.unit
+def test_ctc_warmup_must_leave_aligner_steps(tmp_path):
+    sys.path.insert(0, str(REPO / "recipes"))
+    from run_demo import schedule_steps, train_aligner_after_ctc
+
+    assert schedule_steps(["trainer.max_steps=6", "seed=1"]) == 6
+    assert schedule_steps([]) > 0  # the demo config's schedule
+    with pytest.raises(SystemExit, match="between 1 and the schedule's 5 steps"):
+        train_aligner_after_ctc(tmp_path, tmp_path, ["trainer.max_steps=6"], ctc_steps=6)
