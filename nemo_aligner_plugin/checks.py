@@ -40,6 +40,8 @@ import torch
 from nemo.utils import logging
 from omegaconf import DictConfig, open_dict
 
+from nemo_aligner_plugin.ratelimit import RateLimitedWarning
+
 __all__ = [
     "REQUIRED_FIELDS",
     "AudioInputError",
@@ -492,10 +494,8 @@ class NonFiniteGuard:
 
     def __init__(self, warn_interval_s: float = 60.0):
         self.num_skipped = 0  # optimizer steps dropped so far (logged as train_nonfinite_steps)
-        self.warn_interval_s = warn_interval_s
         self._loss_finite: Optional[torch.Tensor] = None  # losses of the micro-batches since the last step
-        self._skipped_since_warning = 0
-        self._last_warning = float("-inf")
+        self._skip_warning = RateLimitedWarning(warn_interval_s)
 
     def note_loss(self, loss: torch.Tensor) -> None:
         finite = torch.isfinite(loss.detach()).all()  # stays on device: no host sync in training_step
@@ -517,16 +517,15 @@ class NonFiniteGuard:
             return False
         optimizer.zero_grad(set_to_none=True)
         self.num_skipped += 1
-        self._skipped_since_warning += 1
-        now = time.monotonic()
-        if now - self._last_warning >= self.warn_interval_s:
-            logging.warning(
-                f"Skipped {self._skipped_since_warning} optimizer step(s) with a NaN/inf loss or gradient "
+        self._skip_warning.note(
+            1,
+            lambda since_last: (
+                f"Skipped {since_last} optimizer step(s) with a NaN/inf loss or gradient "
                 f"({self.num_skipped} in total, latest at step {step}); the weights were left unchanged. If it "
                 "keeps happening: python -m nemo_aligner_plugin.checks <train manifest> --audio --samples finds "
                 "NaN audio; otherwise lower the learning rate, or use bf16 instead of fp16."
-            )
-            self._last_warning, self._skipped_since_warning = now, 0
+            ),
+        )
         return True
 
 

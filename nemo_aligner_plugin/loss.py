@@ -6,12 +6,11 @@ Output position i (0..U) predicts target token i, and position ``target_lengths[
 
 from __future__ import annotations
 
-import time
-
 import torch
 from nemo.core.classes import Loss, typecheck
 from nemo.core.neural_types import LabelsType, LengthsType, LogitsType, LossType, NeuralType
-from nemo.utils import logging
+
+from nemo_aligner_plugin.ratelimit import RateLimitedWarning
 
 __all__ = ["AlignerLoss", "append_eos", "fits_encoder"]
 
@@ -77,11 +76,9 @@ class AlignerLoss(Loss):
         self.smoothing_mode = smoothing_mode
         self.prior_include_eos = prior_include_eos
         self.reduction = reduction
-        self.warn_interval_s = warn_interval_s
         self.num_skipped_total = 0
         self.num_skipped_last = 0
-        self._skipped_since_warning = 0
-        self._last_warning_time = float("-inf")
+        self._skip_warning = RateLimitedWarning(warn_interval_s)
 
     def _smoothing_distribution(self, targets_eos: torch.Tensor, mask: torch.Tensor, num_classes: int) -> torch.Tensor:
         """(V+1,) distribution that receives ``label_smoothing`` of the target mass."""
@@ -99,17 +96,15 @@ class AlignerLoss(Loss):
         if num_skipped == 0:
             return
         self.num_skipped_total += num_skipped
-        self._skipped_since_warning += num_skipped
-        now = time.monotonic()
-        if now - self._last_warning_time >= self.warn_interval_s:
-            logging.warning(
-                f"AlignerLoss: skipped {self._skipped_since_warning} utterance(s) since the last warning "
+        self._skip_warning.note(
+            num_skipped,
+            lambda since_last: (
+                f"AlignerLoss: skipped {since_last} utterance(s) since the last warning "
                 f"({self.num_skipped_total} in total; {num_skipped}/{batch_size} in this batch) whose "
                 "encoder output is shorter than tokens+1 (EOS) and cannot be aligned. Filter them at the "
                 "data level, e.g. Lhotse `max_tps`, or use less subsampling / a larger vocabulary."
-            )
-            self._last_warning_time = now
-            self._skipped_since_warning = 0
+            ),
+        )
 
     @typecheck()
     def forward(self, logits, targets, target_lengths, encoder_lengths):

@@ -110,7 +110,7 @@ def test_unalignable_utterances_are_skipped_counted_and_warned(batch):
     logits, targets, target_lengths, _ = batch
     loss = AlignerLoss(eos_id=EOS, label_smoothing=0.0)
     encoder_lengths = torch.tensor([2, 5])  # row 0 needs 2 tokens + EOS = 3 frames, has 2
-    with mock.patch("nemo_aligner_plugin.loss.logging.warning") as warn:
+    with mock.patch("nemo_aligner_plugin.ratelimit.logging.warning") as warn:
         value = loss(logits=logits, targets=targets, target_lengths=target_lengths, encoder_lengths=encoder_lengths)
         loss(logits=logits, targets=targets, target_lengths=target_lengths, encoder_lengths=encoder_lengths)
     only_row1 = torch.nn.functional.cross_entropy(logits[1, :2], torch.tensor([1, EOS]))
