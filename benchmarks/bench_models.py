@@ -404,12 +404,12 @@ def rnnt_train_step(
     from nemo.collections.asr.losses.rnnt import RNNTLoss
     from nemo.collections.asr.metrics.wer import WER
 
-    from nemo_aligner_plugin.rnnt_loss import VectorizedRNNTLoss
+    from nemo_aligner_plugin.rnnt_loss import use_vectorized_loss
 
     decoder, joint = build_transducer(sizes)
     loss = RNNTLoss(num_classes=sizes.vocab, loss_name=loss_name, reduction="mean_batch")
     if vectorized:
-        loss._loss = VectorizedRNNTLoss(blank=sizes.vocab)
+        use_vectorized_loss(loss)
     if fused_batch_size is not None:
         decoding = RNNTDecoding(
             OmegaConf.structured(RNNTDecodingConfig()), decoder, joint, [str(i) for i in range(sizes.vocab)]

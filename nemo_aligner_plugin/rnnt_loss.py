@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["VectorizedRNNTLoss", "rnnt_loss_vectorized"]
+__all__ = ["VectorizedRNNTLoss", "rnnt_loss_vectorized", "use_vectorized_loss"]
 
 
 def rnnt_loss_vectorized(
@@ -53,3 +53,8 @@ class VectorizedRNNTLoss(torch.nn.Module):
 
     def forward(self, acts, labels, act_lens, label_lens):
         return rnnt_loss_vectorized(acts, labels, act_lens, label_lens, self.blank)
+
+
+def use_vectorized_loss(rnnt_loss) -> None:
+    """Make a NeMo ``RNNTLoss`` compute with ``VectorizedRNNTLoss`` (its wrapper keeps the checks and reduction)."""
+    rnnt_loss._loss = VectorizedRNNTLoss(blank=rnnt_loss._blank)

@@ -16,7 +16,7 @@ from lightning.pytorch.accelerators import CPUAccelerator
 from nemo.core.config import hydra_runner
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from nemo_aligner_plugin.rnnt_loss import VectorizedRNNTLoss
+from nemo_aligner_plugin.rnnt_loss import use_vectorized_loss
 from nemo_aligner_plugin.training import run_training
 
 CPU_RNNT_LOSSES = ("vectorized", None)
@@ -32,7 +32,7 @@ def use_cpu_rnnt_loss(model, choice) -> None:
 
     if not isinstance(getattr(model, "loss", None), RNNTLoss):
         raise ValueError(f"cpu_rnnt_loss={choice!r} needs an RNN-T model; {type(model).__name__} has no RNNTLoss")
-    model.loss._loss = VectorizedRNNTLoss(blank=model.loss._blank)
+    use_vectorized_loss(model.loss)
 
 
 def baseline_model_config(cfg: DictConfig) -> DictConfig:
