@@ -136,12 +136,14 @@ def wer_by_length(entries: list[dict]) -> dict[str, float]:
     }
 
 
-def evaluate(model_path: Path, corpus: Path, out_dir: Path) -> dict:
-    """WER/CER per split through recipes/transcribe_aligner.py (any NeMo ASR model: aligner, CTC, RNN-T)."""
+def evaluate(model_path: Path, corpus: Path, out_dir: Path) -> tuple[dict, dict]:
+    """WER/CER per split through recipes/transcribe_aligner.py (any NeMo ASR model: aligner, CTC, RNN-T), and the
+    greedy decoding time (``decode_ms_per_batch``); the model is restored once for all of it."""
     sys.path.insert(0, str(RECIPES))
-    from transcribe_aligner import TranscriptionConfig
+    from transcribe_aligner import TranscriptionConfig, load_model
     from transcribe_aligner import run as transcribe
 
+    model = load_model(TranscriptionConfig(model_path=str(model_path)))
     results = {}
     for split in SPLITS:
         predictions = out_dir / f"{split}_predictions.json"
@@ -152,7 +154,8 @@ def evaluate(model_path: Path, corpus: Path, out_dir: Path) -> dict:
                 output_filename=str(predictions),
                 batch_size=32,
                 use_lhotse=False,
-            )
+            ),
+            model=model,
         )
         entries = [json.loads(line) for line in predictions.read_text().splitlines()]
         results[split] = {
@@ -162,22 +165,20 @@ def evaluate(model_path: Path, corpus: Path, out_dir: Path) -> dict:
             "rtfx": round(metrics.get("rtfx", 0.0), 1),
             "wer_by_words": wer_by_length(entries),
         }
-    return results
+    return results, decode_ms_per_batch(model, corpus / "test_manifest.json")
 
 
-def decode_ms_per_batch(model_path: Path, manifest: Path, batch_size: int = 32, repeats: int = 5) -> dict:
+def decode_ms_per_batch(model, manifest: Path, batch_size: int = 32, repeats: int = 5) -> dict:
     """Median greedy decoding time for one batch of test utterances, encoder excluded (and encoder time apart)."""
     import soundfile as sf
     import torch
-    from nemo.collections.asr.models import ASRModel, EncDecCTCModel
+    from nemo.collections.asr.models import EncDecCTCModel
 
-    import nemo_aligner_plugin  # noqa: F401  (registers the aligner for restore_from)
-
-    model = ASRModel.restore_from(str(model_path), map_location="cpu").eval()
     entries = [json.loads(line) for line in manifest.read_text().splitlines()[:batch_size]]
     audio = [torch.from_numpy(sf.read(e["audio_filepath"], dtype="float32")[0]) for e in entries]
-    lengths = torch.tensor([a.numel() for a in audio])
-    signal = torch.nn.utils.rnn.pad_sequence(audio, batch_first=True)
+    device = next(model.parameters()).device
+    lengths = torch.tensor([a.numel() for a in audio], device=device)
+    signal = torch.nn.utils.rnn.pad_sequence(audio, batch_first=True).to(device)
 
     def median_ms(fn) -> float:
         fn()  # warm-up
@@ -185,6 +186,8 @@ def decode_ms_per_batch(model_path: Path, manifest: Path, batch_size: int = 32, 
         for _ in range(repeats):
             start = time.perf_counter()
             fn()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
             times.append((time.perf_counter() - start) * 1000)
         return sorted(times)[len(times) // 2]
 
@@ -338,8 +341,7 @@ def main(argv: list[str] | None = None) -> None:
             summary = train(corpus, run_dir / system, overrides, system)
             model_path = Path(summary["nemo_path"])
         log(f"stage 3/4: {system}: transcribing dev, test (unseen voices and sentences), test_long (~2x longer)")
-        splits = evaluate(model_path, corpus, model_path.parent)
-        decode = decode_ms_per_batch(model_path, corpus / "test_manifest.json")
+        splits, decode = evaluate(model_path, corpus, model_path.parent)
         results[system] = {"model": str(model_path), "training": summary, "splits": splits, "decode": decode}
 
     aligner = results["aligner"]

@@ -101,7 +101,8 @@ def text_of(hypothesis) -> str:
     return hypothesis if isinstance(hypothesis, str) else hypothesis.text
 
 
-def run(cfg: TranscriptionConfig) -> dict[str, Any]:
+def run(cfg: TranscriptionConfig, model: Optional[ASRModel] = None) -> dict[str, Any]:
+    """Transcribe and score as configured; ``model``: an already loaded model (then model_path is not read)."""
     if (cfg.dataset_manifest is None) == (cfg.audio_dir is None):
         raise ValueError("Set exactly one of dataset_manifest=... or audio_dir=...")
     if cfg.dataset_manifest is not None:
@@ -115,7 +116,7 @@ def run(cfg: TranscriptionConfig) -> dict[str, Any]:
         entries = [{"audio_filepath": str(p)} for p in files]
     output = Path(cfg.output_filename or f"{source.stem}_predictions.json")
 
-    model = load_model(cfg)
+    model = model if model is not None else load_model(cfg)
     start = time.perf_counter()
     with torch.inference_mode():
         # NeMo's CTC/RNN-T transcribe() takes no loader switch; they use their own default loader
