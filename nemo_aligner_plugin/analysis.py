@@ -12,6 +12,7 @@ timestamps in the format NeMo's RNN-T models put into ``Hypothesis.timestamp``.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -125,12 +126,14 @@ def diagonality(probs: torch.Tensor, num_tokens: int, enc_len: int, reverse: boo
     Let A be the head-averaged top-left block, rows 0..R-1 (R = min(U+1, T')) and columns 0..T'-1,
     each row renormalized to sum 1, and p_i = argmax_j A_ij the peak input frame of row i. Then
 
-    - monotonic ``m``: fraction of the R-1 consecutive row pairs with p_i > p_{i-1} (p_i < p_{i-1}
-      when reversed); a tie fails, since two output positions reading one frame is not a step;
+    - monotonic ``m``: length of the longest strictly increasing subsequence of p (decreasing when
+      reversed), divided by R; a tie does not extend it, since two output positions reading one frame is
+      not a step. A subsequence rather than consecutive pairs, so that a few rows whose peak sits on an
+      attention sink (trained layers often park attention on the first frames) cost only their own share;
     - sharpness ``k``: 1 - mean_i max(0, entropy(A_i) - log(T'/R)) / log R, clipped to [0, 1]: 0 for
       uniform rows, 1 for rows spread over at most their fair share of T'/R frames (a token may cover
       several frames without penalty; only attention wider than an even split of the utterance costs);
-    - span ``s``: (p_{R-1} - p_0) / (T' - 1), sign flipped when reversed, clipped to [0, 1];
+    - span ``s``: distance between the first and last peak of that subsequence / (T' - 1);
 
     and diagonality = m * k * s in [0, 1]. Peaks rather than expected positions, because trained
     layers keep a diffuse background over all frames that drags expected positions to the middle.
@@ -149,15 +152,34 @@ def diagonality(probs: torch.Tensor, num_tokens: int, enc_len: int, reverse: boo
     rows, frames = block.shape
     if rows < 2 or frames < 2:
         return 0.0
-    peaks = block.argmax(-1)
-    steps = peaks.diff()
-    monotonic = float(((-steps if reverse else steps) > 0).float().mean())
+    peaks = block.argmax(-1).tolist()
+    ordered = _longest_increasing([-p for p in peaks] if reverse else peaks)
+    monotonic = len(ordered) / rows
     entropy = -(block * block.clamp_min(1e-12).log()).sum(-1)
     excess = (entropy - math.log(frames / rows)).clamp_min(0.0)
     sharpness = min(max(1.0 - float(excess.mean()) / math.log(rows), 0.0), 1.0)
-    travel = int(peaks[0] - peaks[-1]) if reverse else int(peaks[-1] - peaks[0])
-    span = min(max(travel / (frames - 1), 0.0), 1.0)
+    span = min((ordered[-1] - ordered[0]) / (frames - 1), 1.0)
     return monotonic * sharpness * span
+
+
+def _longest_increasing(values: Sequence[int]) -> list[int]:
+    """The longest strictly increasing subsequence (patience sorting, O(n log n))."""
+    tails: list[int] = []  # tails[k]: index of the smallest last value of an increasing run of length k+1
+    tail_values: list[int] = []
+    previous = [-1] * len(values)
+    for i, value in enumerate(values):
+        k = bisect.bisect_left(tail_values, value)
+        previous[i] = tails[k - 1] if k else -1
+        if k == len(tails):
+            tails.append(i)
+            tail_values.append(value)
+        else:
+            tails[k], tail_values[k] = i, value
+    run, i = [], tails[-1] if tails else -1
+    while i >= 0:
+        run.append(values[i])
+        i = previous[i]
+    return run[::-1]
 
 
 def layer_scores(maps: AttentionMaps, token_lengths: Sequence[int], reverse: bool = False) -> list[float]:

@@ -60,6 +60,23 @@ def test_diagonality_separates_staircase_uniform_local_and_reversed():
 
 
 @pytest.mark.unit
+def test_diagonality_tolerates_rows_parked_on_an_attention_sink():
+    """Trained aligning layers send some rows' peak to the first frames; those rows cost their share only."""
+    u, frames = 19, 60
+    stair = staircase(u + 1, frames)
+    sunk = stair.clone()
+    sunk[5:9] = 1e-4
+    sunk[5:9, 0] = 1.0  # four of twenty rows peak on frame 0
+    sunk = sunk / sunk.sum(-1, keepdim=True)
+    clean, parked = diagonality(square(stair), u, frames), diagonality(square(sunk), u, frames)
+    assert parked == pytest.approx(clean * 16 / 20, rel=0.05)
+    assert parked > 0.7
+    # the same rows scattered at random instead: no staircase left to find
+    shuffled = square(stair[torch.randperm(u + 1, generator=torch.Generator().manual_seed(1))])
+    assert diagonality(shuffled, u, frames) < 0.4
+
+
+@pytest.mark.unit
 def test_layer_scores_and_aligning_layer_on_synthetic_maps():
     frames, lengths = 30, [5, 7]
     uniform = torch.full((frames, frames), 1.0 / frames)
