@@ -126,10 +126,10 @@ def diagonality(probs: torch.Tensor, num_tokens: int, enc_len: int, reverse: boo
     Let A be the head-averaged top-left block, rows 0..R-1 (R = min(U+1, T')) and columns 0..T'-1,
     each row renormalized to sum 1, and p_i = argmax_j A_ij the peak input frame of row i. Then
 
-    - monotonic ``m``: length of the longest strictly increasing subsequence of p (decreasing when
-      reversed), divided by R; a tie does not extend it, since two output positions reading one frame is
-      not a step. A subsequence rather than consecutive pairs, so that a few rows whose peak sits on an
-      attention sink (trained layers often park attention on the first frames) cost only their own share;
+    - monotonic ``m``: length of the longest non-decreasing subsequence of p (non-increasing when
+      reversed), divided by R. Ties count: the word pieces of one word often read the same frames. A
+      subsequence rather than consecutive pairs, so that a few rows whose peak sits on an attention sink
+      (trained layers often park attention on the first frames) cost only their own share;
     - sharpness ``k``: 1 - mean_i max(0, entropy(A_i) - log(T'/R)) / log R, clipped to [0, 1]: 0 for
       uniform rows, 1 for rows spread over at most their fair share of T'/R frames (a token may cover
       several frames without penalty; only attention wider than an even split of the utterance costs);
@@ -153,7 +153,7 @@ def diagonality(probs: torch.Tensor, num_tokens: int, enc_len: int, reverse: boo
     if rows < 2 or frames < 2:
         return 0.0
     peaks = block.argmax(-1).tolist()
-    ordered = _longest_increasing([-p for p in peaks] if reverse else peaks)
+    ordered = _longest_non_decreasing([-p for p in peaks] if reverse else peaks)
     monotonic = len(ordered) / rows
     entropy = -(block * block.clamp_min(1e-12).log()).sum(-1)
     excess = (entropy - math.log(frames / rows)).clamp_min(0.0)
@@ -162,13 +162,13 @@ def diagonality(probs: torch.Tensor, num_tokens: int, enc_len: int, reverse: boo
     return monotonic * sharpness * span
 
 
-def _longest_increasing(values: Sequence[int]) -> list[int]:
-    """The longest strictly increasing subsequence (patience sorting, O(n log n))."""
-    tails: list[int] = []  # tails[k]: index of the smallest last value of an increasing run of length k+1
+def _longest_non_decreasing(values: Sequence[int]) -> list[int]:
+    """The longest non-decreasing subsequence (patience sorting, O(n log n))."""
+    tails: list[int] = []  # tails[k]: index of the smallest last value of a run of length k+1
     tail_values: list[int] = []
     previous = [-1] * len(values)
     for i, value in enumerate(values):
-        k = bisect.bisect_left(tail_values, value)
+        k = bisect.bisect_right(tail_values, value)
         previous[i] = tails[k - 1] if k else -1
         if k == len(tails):
             tails.append(i)
