@@ -11,30 +11,23 @@ from __future__ import annotations
 
 import torch
 
+from nemo_aligner_plugin.layer_tap import LayerTap
+
 __all__ = ["AuxCTC"]
 
 
 class AuxCTC(torch.nn.Module):
     """A linear CTC head reading the output of ``encoder.layers[layer]`` (``layer=-1``: the encoder output).
 
-    The head captures its input with a forward hook, so the encoder runs once for both losses.
+    The layer output is captured during the encoder pass (``LayerTap``): the encoder runs once for both losses.
     """
 
     def __init__(self, encoder: torch.nn.Module, d_model: int, vocab_size: int, layer: int = -1):
         super().__init__()
-        num_layers = len(encoder.layers)
-        if not -1 <= layer < num_layers:
-            raise ValueError(f"aux_ctc.layer must be -1 (final output) or in [0, {num_layers - 1}], got {layer}")
         self.layer = layer
         self.blank_id = vocab_size
         self.head = torch.nn.Linear(d_model, vocab_size + 1)
-        self._captured: torch.Tensor | None = None
-        if layer >= 0:
-            encoder.layers[layer].register_forward_hook(self._capture)
-
-    def _capture(self, module, inputs, output) -> None:
-        if self.training:  # inference never reads it; don't hold the activation
-            self._captured = output
+        self._tap = LayerTap(encoder, layer, owner="aux_ctc") if layer != -1 else None
 
     def forward(
         self,
@@ -44,12 +37,7 @@ class AuxCTC(torch.nn.Module):
         target_lengths: torch.Tensor,
     ) -> torch.Tensor:
         """encoder_out: (B, D, T) final output (used when layer=-1). Returns the mean per-token CTC loss."""
-        if self.layer >= 0:
-            if self._captured is None:
-                raise RuntimeError("AuxCTC: no captured layer output; run the encoder first")
-            features, self._captured = self._captured, None  # (B, T, D)
-        else:
-            features = encoder_out.transpose(1, 2)
+        features = self._tap.take() if self._tap is not None else encoder_out.transpose(1, 2)  # (B, T, D)
         log_probs = torch.log_softmax(self.head(features).float(), dim=-1).transpose(0, 1)  # (T, B, V+1)
         return torch.nn.functional.ctc_loss(
             log_probs,

@@ -42,6 +42,7 @@ from nemo_aligner_plugin.decoding.nonar import NonARHead
 from nemo_aligner_plugin.decoding.strategies import normalize_decoding_cfg
 from nemo_aligner_plugin.hub import model_card, save_pretrained
 from nemo_aligner_plugin.joint import diagonal_logits, leading_frames
+from nemo_aligner_plugin.layer_tap import LayerTap
 from nemo_aligner_plugin.longform import longform_config, routable_audio, transcribe_routed
 from nemo_aligner_plugin.loss import AlignerLoss
 from nemo_aligner_plugin.pretrained import list_pretrained_models
@@ -107,6 +108,12 @@ class AlignerEncoderModel(ASRModel, ExportableEncDecModel, ASRBPEMixin, ASRModul
             if self.aux_ctc_weight > 0
             else None
         )
+        aux_aligner = self.cfg.get("aux_aligner") or {}
+        self.aux_aligner_weight = float(aux_aligner.get("weight", 0.0))
+        self.aux_aligner_tap = None
+        if self.aux_aligner_weight > 0:  # the same decoder and joint, fed an intermediate layer's frames
+            self.aux_aligner_tap = LayerTap(self.encoder, aux_aligner.get("layer"), owner="aux_aligner")
+            self.aux_aligner_loss = AlignerLoss(eos_id=self.eos_id, **OmegaConf.to_container(self.cfg.loss))
         self.reverse_audio = bool(self.cfg.get("reverse_audio", False))
         concat = self.cfg.get("concat_utterances") or {}
         self.concat_fraction = float(concat.get("fraction", 0.0))
@@ -263,6 +270,16 @@ class AlignerEncoderModel(ASRModel, ExportableEncDecModel, ASRBPEMixin, ASRModul
             ctc_loss = self.aux_ctc(encoded, encoded_len, transcript, transcript_len)
             loss_value = loss_value + self.aux_ctc_weight * ctc_loss
             logs.update(train_aligner_loss=aligner_loss, train_aux_ctc_loss=ctc_loss)
+        if self.aux_aligner_tap is not None:
+            inner = self.aux_aligner_tap.take().transpose(1, 2)  # (B, D, T)
+            inner_loss = self.aux_aligner_loss(
+                logits=self.aligner_logits(inner, transcript, transcript_len),
+                targets=transcript,
+                target_lengths=transcript_len,
+                encoder_lengths=encoded_len,
+            )
+            loss_value = loss_value + self.aux_aligner_weight * inner_loss
+            logs.update(train_aligner_loss=aligner_loss, train_aux_aligner_loss=inner_loss)
         if self.nonar_aux_weight > 0:
             nonar_loss = self.compute_nonar_aux_loss(encoded, encoded_len, transcript, transcript_len)
             loss_value = loss_value + self.nonar_aux_weight * nonar_loss

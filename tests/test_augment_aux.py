@@ -1,4 +1,4 @@
-"""Utterance concatenation and the auxiliary CTC head."""
+"""Utterance concatenation and the auxiliary losses (CTC head, intermediate aligner loss)."""
 
 import pytest
 import torch
@@ -87,6 +87,53 @@ def test_aux_ctc_adds_a_finite_loss_with_gradients_to_the_encoder(tokenizer_dir,
 def test_aux_ctc_layer_out_of_range_is_named(tokenizer_dir):
     cfg = tiny_cfg(tokenizer_dir, model={"aux_ctc": {"weight": 0.1, "layer": 7}}).model
     with pytest.raises(ValueError, match="aux_ctc.layer"):
+        AlignerEncoderModel(cfg)
+
+
+def training_losses(model, batch) -> dict:
+    """Run training_step outside a Trainer; return what it logs."""
+    from types import SimpleNamespace
+
+    logged = {}
+    model._trainer = SimpleNamespace(global_step=0, log_every_n_steps=10**6)
+    model._optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    model.log_dict = lambda values, **kwargs: logged.update(values)
+    logged["loss"] = model.training_step(batch, 0)["loss"]
+    return logged
+
+
+@pytest.mark.unit
+def test_aux_aligner_on_the_last_layer_repeats_the_main_loss(tokenizer_dir):
+    """The intermediate aligner loss is the aligner loss on another layer's frames: on the last layer, the same."""
+    cfg = tiny_cfg(tokenizer_dir, model={"aux_aligner": {"weight": 0.5, "layer": 1}}).model
+    model = AlignerEncoderModel(cfg).train()
+    batch = (torch.randn(2, 16000) * 0.1, torch.tensor([16000, 12000]), torch.tensor([[1, 2, 3], [4, 5, 0]]),
+             torch.tensor([3, 2]))  # fmt: skip
+    logged = training_losses(model, batch)
+    assert logged["train_aux_aligner_loss"].item() == pytest.approx(logged["train_aligner_loss"].item(), rel=1e-5)
+    assert logged["loss"].item() == pytest.approx(1.5 * logged["train_aligner_loss"].item(), rel=1e-5)
+
+
+@pytest.mark.unit
+def test_aux_aligner_on_an_inner_layer_trains_only_the_layers_below(tokenizer_dir):
+    cfg = tiny_cfg(tokenizer_dir, model={"aux_aligner": {"weight": 0.5, "layer": 0}}).model
+    model = AlignerEncoderModel(cfg).train()
+    batch = (torch.randn(2, 16000) * 0.1, torch.tensor([16000, 12000]), torch.tensor([[1, 2, 3], [4, 5, 0]]),
+             torch.tensor([3, 2]))  # fmt: skip
+    logged = training_losses(model, batch)
+    inner = logged["train_aux_aligner_loss"]
+    assert torch.isfinite(inner) and inner.item() != pytest.approx(logged["train_aligner_loss"].item(), rel=1e-3)
+    inner.backward()
+    assert model.encoder.layers[0].feed_forward1.linear1.weight.grad.abs().sum() > 0
+    assert model.encoder.layers[1].feed_forward1.linear1.weight.grad is None
+    assert model.joint.joint_net[-1].weight.grad.abs().sum() > 0  # the joint is shared with the main loss
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("layer", [None, 2, -1])
+def test_aux_aligner_layer_must_name_an_encoder_layer(tokenizer_dir, layer):
+    cfg = tiny_cfg(tokenizer_dir, model={"aux_aligner": {"weight": 0.1, "layer": layer}}).model
+    with pytest.raises(ValueError, match=r"model.aux_aligner.layer must be in \[0, 1\]"):
         AlignerEncoderModel(cfg)
 
 
