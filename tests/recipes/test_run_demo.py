@@ -28,6 +28,9 @@ def test_demo_smoke_writes_a_complete_report(tmp_path):
     assert set(report["splits"]) == {"dev", "test", "test_long"}
     for split in report["splits"].values():
         assert split["utterances"] > 0 and split["wer"] >= 0.0 and split["wer_by_words"]
+        assert split["wer_beam"] >= 0.0  # the aligner is also scored with its beam search
+    assert all("wer_beam" not in report["systems"][name]["splits"]["test"] for name in ("ctc", "rnnt"))
+    assert len(list(tmp_path.rglob("test_predictions_beam.json"))) == 1
     text = (reports[0].parent / "report.md").read_text()
     assert text.startswith("# Aligner-Encoder demo report")
     assert set(report["systems"]) == {"aligner", "ctc", "rnnt"}
