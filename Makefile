@@ -22,11 +22,11 @@ format:
 	$(PYTHON) -m ruff format .
 	$(PYTHON) -m ruff check --fix .
 
-demo:  ## build the espeak-ng corpus, train an aligner on it, transcribe the test splits
+demo:  ## build the espeak-ng corpus, train an aligner on it (all cores), transcribe the test splits
 	$(PYTHON) recipes/run_demo.py --work-dir $(DEMO_DIR)
 
-demo-baselines:  ## the demo plus NeMo CTC and RNN-T trained the same way, in one side-by-side table
-	OMP_NUM_THREADS=1 $(PYTHON) recipes/run_demo.py --work-dir $(DEMO_DIR) --baselines
+demo-baselines:  ## the demo plus NeMo CTC and RNN-T, each trained the same way after the other, in one table
+	$(PYTHON) recipes/run_demo.py --work-dir $(DEMO_DIR) --baselines
 
 bench:  ## decoder/training-step timings vs NeMo RNN-T, CTC and AED (one thread; writes benchmarks/results/)
 	OMP_NUM_THREADS=1 $(PYTHON) benchmarks/run.py --out benchmarks/results/$$(date +%Y-%m-%d)-cpu.md
