@@ -272,7 +272,8 @@ def write_report(out_dir: Path, report: dict) -> Path:
     if report.get("alignment"):
         a = report["alignment"]
         score = a.get("aligning_score", float("nan"))
-        lines.append(f"- aligning layer: {a.get('aligning_layer')} (diagonality {score:.3f}), plot: `{a['png']}`")
+        head = f", head {a['aligning_head']}" if a.get("aligning_head") is not None else ""
+        lines.append(f"- aligning layer: {a.get('aligning_layer')}{head} (diagonality {score:.3f}), plot: `{a['png']}`")
     lines += [
         "",
         "| split | utterances | WER greedy | CER greedy | WER beam | CER beam | greedy WER by reference words |",

@@ -30,6 +30,9 @@ def test_plot_alignment_writes_png_and_scores(tmp_path, trained_nemo, tone_manif
     assert all(0.0 <= s <= 1.0 for s in saved["layer_scores"].values())
     assert saved["aligning_score"] == max(saved["layer_scores"].values())
     assert saved["layer_scores"][str(saved["aligning_layer"])] == saved["aligning_score"]
+    heads = saved["head_scores"]  # per layer, every head scored; the layer's score is its best head's
+    assert all(len(row) == 4 and saved["layer_scores"][layer] == max(row) for layer, row in heads.items())
+    assert heads[str(saved["aligning_layer"])][saved["aligning_head"]] == saved["aligning_score"]
     assert saved["hypothesis"] == entry["text"]  # the fixture model is overfit on these utterances
     assert " ".join(w["word"] for w in saved["words"]) == entry["text"]
     printed = capsys.readouterr().out
@@ -52,4 +55,8 @@ def test_plot_alignment_writes_png_and_scores(tmp_path, trained_nemo, tone_manif
         ]
     )
     assert one["aligning_layer"] == 1 and list(one["layer_scores"]) == ["1"]
+    averaged = load_recipe().main(
+        ["--model", str(trained_nemo), "--audio", entry["audio_filepath"], "--out", str(out_one), "--heads", "mean"]
+    )
+    assert averaged["aligning_head"] is None and all(len(row) == 1 for row in averaged["head_scores"].values())
     assert out_one.stat().st_size > 1000
