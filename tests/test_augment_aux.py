@@ -90,37 +90,33 @@ def test_aux_ctc_layer_out_of_range_is_named(tokenizer_dir):
         AlignerEncoderModel(cfg)
 
 
-def training_losses(model, batch) -> dict:
-    """Run training_step outside a Trainer; return what it logs."""
+def aux_aligner_step(tokenizer_dir, layer: int) -> tuple[AlignerEncoderModel, dict]:
+    """One training_step (outside a Trainer) of a tiny model with aux_aligner at ``layer``; what it logs."""
     from types import SimpleNamespace
 
+    cfg = tiny_cfg(tokenizer_dir, model={"aux_aligner": {"weight": 0.5, "layer": layer}}).model
+    model = AlignerEncoderModel(cfg).train()
+    batch = (torch.randn(2, 16000) * 0.1, torch.tensor([16000, 12000]), torch.tensor([[1, 2, 3], [4, 5, 0]]),
+             torch.tensor([3, 2]))  # fmt: skip
     logged = {}
     model._trainer = SimpleNamespace(global_step=0, log_every_n_steps=10**6)
     model._optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
     model.log_dict = lambda values, **kwargs: logged.update(values)
     logged["loss"] = model.training_step(batch, 0)["loss"]
-    return logged
+    return model, logged
 
 
 @pytest.mark.unit
 def test_aux_aligner_on_the_last_layer_repeats_the_main_loss(tokenizer_dir):
     """The intermediate aligner loss is the aligner loss on another layer's frames: on the last layer, the same."""
-    cfg = tiny_cfg(tokenizer_dir, model={"aux_aligner": {"weight": 0.5, "layer": 1}}).model
-    model = AlignerEncoderModel(cfg).train()
-    batch = (torch.randn(2, 16000) * 0.1, torch.tensor([16000, 12000]), torch.tensor([[1, 2, 3], [4, 5, 0]]),
-             torch.tensor([3, 2]))  # fmt: skip
-    logged = training_losses(model, batch)
+    _, logged = aux_aligner_step(tokenizer_dir, layer=1)
     assert logged["train_aux_aligner_loss"].item() == pytest.approx(logged["train_aligner_loss"].item(), rel=1e-5)
     assert logged["loss"].item() == pytest.approx(1.5 * logged["train_aligner_loss"].item(), rel=1e-5)
 
 
 @pytest.mark.unit
 def test_aux_aligner_on_an_inner_layer_trains_only_the_layers_below(tokenizer_dir):
-    cfg = tiny_cfg(tokenizer_dir, model={"aux_aligner": {"weight": 0.5, "layer": 0}}).model
-    model = AlignerEncoderModel(cfg).train()
-    batch = (torch.randn(2, 16000) * 0.1, torch.tensor([16000, 12000]), torch.tensor([[1, 2, 3], [4, 5, 0]]),
-             torch.tensor([3, 2]))  # fmt: skip
-    logged = training_losses(model, batch)
+    model, logged = aux_aligner_step(tokenizer_dir, layer=0)
     inner = logged["train_aux_aligner_loss"]
     assert torch.isfinite(inner) and inner.item() != pytest.approx(logged["train_aligner_loss"].item(), rel=1e-3)
     inner.backward()
