@@ -46,10 +46,11 @@ class AttentionMaps:
     encoded_len: torch.Tensor  # (B,) valid encoder frames; T (padded axis) may exceed the longest by a frame
     layers: list[int]  # encoder layer index of each entry of ``probs``
 
-    def block(self, index: int, b: int, rows: int) -> torch.Tensor:
-        """Head-averaged (min(rows, T_b), T_b) top-left block of utterance ``b`` in ``probs[index]``."""
+    def block(self, index: int, b: int, rows: int, head: Optional[int] = None) -> torch.Tensor:
+        """(min(rows, T_b), T_b) top-left block of utterance ``b`` in ``probs[index]``: head-averaged, or ``head``."""
         enc_len = int(self.encoded_len[b])
-        return self.probs[index][b, :, : min(rows, enc_len), :enc_len].mean(0)
+        heads = self.probs[index][b, :, : min(rows, enc_len), :enc_len]
+        return heads.mean(0) if head is None else heads[head]
 
 
 # ---------------------------------------------------------------------------------------------- capture

@@ -27,7 +27,11 @@ class AuxCTC(torch.nn.Module):
         self.layer = layer
         self.blank_id = vocab_size
         self.head = torch.nn.Linear(d_model, vocab_size + 1)
-        self._tap = LayerTap(encoder, layer, owner="aux_ctc") if layer != -1 else None
+        self._tap = (
+            LayerTap(encoder, layer, owner="aux_ctc", also_accepted=" or -1 (the encoder output)")
+            if layer != -1
+            else None
+        )
 
     def forward(
         self,

@@ -14,10 +14,10 @@ __all__ = ["LayerTap"]
 class LayerTap:
     """Keeps the (B, T, D) output of ``encoder.layers[layer]`` from the last training forward pass."""
 
-    def __init__(self, encoder: torch.nn.Module, layer: int | None, owner: str):
+    def __init__(self, encoder: torch.nn.Module, layer: int | None, owner: str, also_accepted: str = ""):
         num_layers = len(encoder.layers)
         if layer is None or not 0 <= layer < num_layers:
-            raise ValueError(f"model.{owner}.layer must be in [0, {num_layers - 1}] here, got {layer}")
+            raise ValueError(f"model.{owner}.layer must be in [0, {num_layers - 1}] here{also_accepted}, got {layer}")
         self.owner = owner
         self._captured: torch.Tensor | None = None
         encoder.layers[layer].register_forward_hook(self._capture)

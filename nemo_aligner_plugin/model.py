@@ -229,22 +229,41 @@ class AlignerEncoderModel(ASRModel, ExportableEncDecModel, ASRBPEMixin, ASRModul
             processed_signal = self.spec_augmentation(input_spec=processed_signal, length=processed_signal_length)
         return self.encoder(audio_signal=processed_signal, length=processed_signal_length)
 
+    def prediction_states(self, transcript: torch.Tensor, transcript_len: torch.Tensor) -> Optional[torch.Tensor]:
+        """transcript (B, U) -> prediction-network states (B, U+1, H); None for a non-AR aligner."""
+        if self.decoder is None:
+            return None
+        pred_out, _, _ = self.decoder(targets=transcript, target_length=transcript_len)  # (B, H, U+1)
+        return pred_out.transpose(1, 2)
+
     def aligner_logits(
-        self, encoded: torch.Tensor, transcript: torch.Tensor, transcript_len: torch.Tensor
+        self,
+        encoded: torch.Tensor,
+        transcript: torch.Tensor,
+        transcript_len: torch.Tensor,
+        pred: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
-        """encoded (B, D, T), transcript (B, U) -> logits (B, U+1, V+1): frame i with prediction state i."""
+        """encoded (B, D, T), transcript (B, U) -> logits (B, U+1, V+1): frame i with prediction state i.
+
+        ``pred``: states from ``prediction_states``, when several encoder layers are scored against them.
+        """
         if self.decoder is None:
             return self.nonar_logits(encoded, transcript.size(1) + 1)
-        pred_out, _, _ = self.decoder(targets=transcript, target_length=transcript_len)  # (B, H, U+1)
-        return diagonal_logits(self.joint, encoded.transpose(1, 2), pred_out.transpose(1, 2))
+        if pred is None:
+            pred = self.prediction_states(transcript, transcript_len)
+        return diagonal_logits(self.joint, encoded.transpose(1, 2), pred)
 
     def nonar_logits(self, encoded: torch.Tensor, positions: int) -> torch.Tensor:
         """encoded (B, D, T) -> (B, positions, V+1) from the per-frame classifier."""
         return self.nonar_head(leading_frames(encoded.transpose(1, 2), positions))
 
-    def compute_loss(self, encoded, encoded_len, transcript, transcript_len) -> torch.Tensor:
-        logits = self.aligner_logits(encoded, transcript, transcript_len)
-        return self.loss(logits=logits, targets=transcript, target_lengths=transcript_len, encoder_lengths=encoded_len)
+    def compute_loss(
+        self, encoded, encoded_len, transcript, transcript_len, loss: Optional[AlignerLoss] = None, pred=None
+    ) -> torch.Tensor:
+        """The aligner loss (``self.loss`` unless another instance is given) of frames ``encoded``."""
+        logits = self.aligner_logits(encoded, transcript, transcript_len, pred)
+        loss = self.loss if loss is None else loss
+        return loss(logits=logits, targets=transcript, target_lengths=transcript_len, encoder_lengths=encoded_len)
 
     def compute_nonar_aux_loss(self, encoded, encoded_len, transcript, transcript_len) -> torch.Tensor:
         logits = self.nonar_logits(encoded, transcript.size(1) + 1)
@@ -263,7 +282,8 @@ class AlignerEncoderModel(ASRModel, ExportableEncDecModel, ASRBPEMixin, ASRModul
                 signal, signal_len, transcript, transcript_len, fraction, self.concat_gap_samples
             )
         encoded, encoded_len = self.forward(input_signal=signal, input_signal_length=signal_len)
-        aligner_loss = self.compute_loss(encoded, encoded_len, transcript, transcript_len)
+        pred = self.prediction_states(transcript, transcript_len)  # once, also for the intermediate aligner loss
+        aligner_loss = self.compute_loss(encoded, encoded_len, transcript, transcript_len, pred=pred)
         loss_value = aligner_loss
         logs = {}
         if self.aux_ctc is not None:
@@ -272,11 +292,8 @@ class AlignerEncoderModel(ASRModel, ExportableEncDecModel, ASRBPEMixin, ASRModul
             logs.update(train_aligner_loss=aligner_loss, train_aux_ctc_loss=ctc_loss)
         if self.aux_aligner_tap is not None:
             inner = self.aux_aligner_tap.take().transpose(1, 2)  # (B, D, T)
-            inner_loss = self.aux_aligner_loss(
-                logits=self.aligner_logits(inner, transcript, transcript_len),
-                targets=transcript,
-                target_lengths=transcript_len,
-                encoder_lengths=encoded_len,
+            inner_loss = self.compute_loss(
+                inner, encoded_len, transcript, transcript_len, loss=self.aux_aligner_loss, pred=pred
             )
             loss_value = loss_value + self.aux_aligner_weight * inner_loss
             logs.update(train_aligner_loss=aligner_loss, train_aux_aligner_loss=inner_loss)

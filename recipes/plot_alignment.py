@@ -127,8 +127,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
     scores = [row[h] for row, h in zip(head_scores, heads, strict=True)]
     best_position = max(range(len(scores)), key=scores.__getitem__)
     best = maps.layers[best_position]
-    rows = min(num_tokens + 1, enc_len)
-    blocks = [probs[0, h, :rows, :enc_len] for probs, h in zip(maps.probs, heads, strict=True)]
+    blocks = [maps.block(i, 0, num_tokens + 1, head=h) for i, h in enumerate(heads)]
     by_head = args.heads == "best"
     titles = [f"layer {layer}" + (f" head {h}" if by_head else "") for layer, h in zip(maps.layers, heads, strict=True)]
     labels = [*model.tokenizer.ids_to_tokens(token_ids), "<eos>"][: blocks[0].size(0)]
