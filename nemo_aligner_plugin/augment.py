@@ -3,7 +3,7 @@
 B: batch size, S: audio samples, U: tokens.
 
 Aligners, like AED, lose accuracy on test utterances longer than any seen in training; joining random
-pairs inside the batch shows the encoder longer alignments at no data-pipeline cost. SentencePiece
+pairs (or larger groups) inside the batch shows the encoder longer alignments at no data-pipeline cost. SentencePiece
 token sequences concatenate cleanly because every sentence starts with a word-initial piece.
 With Lhotse, `concatenate_samples: true` does the same at the sampler level.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["concatenate_pairs", "reverse_within_length"]
+__all__ = ["concatenate_utterances", "reverse_within_length"]
 
 
 def reverse_within_length(audio: torch.Tensor, audio_lens: torch.Tensor) -> torch.Tensor:
@@ -27,43 +27,62 @@ def reverse_within_length(audio: torch.Tensor, audio_lens: torch.Tensor) -> torc
     return audio.gather(1, source)
 
 
-def concatenate_pairs(
+def concatenate_utterances(
     audio: torch.Tensor,
     audio_lens: torch.Tensor,
     tokens: torch.Tensor,
     token_lens: torch.Tensor,
     fraction: float,
     gap_samples: int = 0,
+    max_joined: int = 2,
     generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Join ``round(fraction * B / 2)`` random disjoint pairs of rows into single rows.
+    """Join random disjoint groups of 2..``max_joined`` rows into single rows.
+
+    With ``max_joined=2`` (the paper's pairs) ``round(fraction * B / 2)`` pairs are joined. Larger groups reach
+    further past the training length at the same audio per batch: a pair is at most twice the longest
+    utterance, while test audio of three sentences needs alignments longer than any pair.
 
     Args:
         audio: (B, S) padded audio; audio_lens: (B,).
         tokens: (B, U) padded token ids; token_lens: (B,).
         fraction: share of the batch's utterances that end up in a concatenated row.
-        gap_samples: silence inserted between the two utterances.
+        gap_samples: silence inserted between joined utterances.
+        max_joined: largest group; each group's size is drawn uniformly from 2..max_joined.
 
     Returns:
-        The new (B', S'), (B',), (B', U'), (B',) with B' = B - number of pairs; untouched rows keep their order.
+        The new (B', S'), (B',), (B', U'), (B',); untouched rows come first and keep their order.
     """
+    if max_joined < 2:
+        raise ValueError(f"max_joined={max_joined}: a concatenated row joins at least 2 utterances")
     batch = audio.size(0)
-    num_pairs = min(int(round(fraction * batch / 2)), batch // 2)
-    if num_pairs == 0:
+    chosen = 2 * min(int(round(fraction * batch / 2)), batch // 2)
+    if chosen == 0:
         return audio, audio_lens, tokens, token_lens
+    if max_joined > 2:  # groups can use an odd leftover, so take the unrounded share
+        chosen = max(2, min(int(round(fraction * batch)), batch))
     order = torch.randperm(batch, generator=generator).tolist()
-    firsts, seconds = order[:num_pairs], order[num_pairs : 2 * num_pairs]
-    paired = set(firsts) | set(seconds)
-    rows = [(i, None) for i in range(batch) if i not in paired] + list(zip(firsts, seconds, strict=True))
+    groups, start = [], 0
+    while chosen - start >= 2:
+        left = chosen - start
+        size = 2 if max_joined == 2 else int(torch.randint(2, min(max_joined, left) + 1, (), generator=generator))
+        if left - size == 1:  # never leave one utterance alone: grow this group, or shrink it to pair the rest
+            size = size + 1 if size < max_joined else size - 1
+        groups.append(order[start : start + size])
+        start += size
+    joined = {i for group in groups for i in group}
+    rows = [[i] for i in range(batch) if i not in joined] + groups
 
     new_audio, new_audio_lens, new_tokens, new_token_lens = [], [], [], []
     gap = audio.new_zeros(gap_samples)
-    for first, second in rows:
-        a = audio[first, : audio_lens[first]]
-        t = tokens[first, : token_lens[first]]
-        if second is not None:
-            a = torch.cat([a, gap, audio[second, : audio_lens[second]]])
-            t = torch.cat([t, tokens[second, : token_lens[second]]])
+    for group in rows:
+        a, t = [], []
+        for position, i in enumerate(group):
+            if position:
+                a.append(gap)
+            a.append(audio[i, : audio_lens[i]])
+            t.append(tokens[i, : token_lens[i]])
+        a, t = torch.cat(a), torch.cat(t)
         new_audio.append(a)
         new_tokens.append(t)
         new_audio_lens.append(a.numel())

@@ -34,7 +34,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from nemo_aligner_plugin import checks
 from nemo_aligner_plugin.analysis import AttentionMaps, recording_attention, timestamps_from_maps
-from nemo_aligner_plugin.augment import concatenate_pairs, reverse_within_length
+from nemo_aligner_plugin.augment import concatenate_utterances, reverse_within_length
 from nemo_aligner_plugin.aux_ctc import AuxCTC
 from nemo_aligner_plugin.data import build_dataloader
 from nemo_aligner_plugin.decoding.nemo_glue import AlignerBPEDecoding
@@ -119,6 +119,11 @@ class AlignerEncoderModel(ASRModel, ExportableEncDecModel, ASRBPEMixin, ASRModul
         self.concat_fraction = float(concat.get("fraction", 0.0))
         self.concat_gap_samples = int(concat.get("gap_seconds", 0.0) * self.cfg.sample_rate)
         self.concat_mode = concat.get("mode", "in_batch")
+        self.concat_max_joined = int(concat.get("max_joined", 2))
+        if self.concat_max_joined < 2:
+            raise ValueError(
+                f"model.concat_utterances.max_joined={self.concat_max_joined}: a joined row holds at least 2 utterances"
+            )
         if self.concat_mode not in ("in_batch", "whole_batches"):
             raise ValueError(f"model.concat_utterances.mode={self.concat_mode!r}: expected in_batch or whole_batches")
         with open_dict(self.cfg):
@@ -276,10 +281,10 @@ class AlignerEncoderModel(ASRModel, ExportableEncDecModel, ASRBPEMixin, ASRModul
         signal, signal_len, transcript, transcript_len = batch[:4]
         if self.concat_fraction > 0:
             fraction = self.concat_fraction
-            if self.concat_mode == "whole_batches":  # all rows paired in that share of the batches, none elsewhere
+            if self.concat_mode == "whole_batches":  # all rows joined in that share of the batches, none elsewhere
                 fraction = 1.0 if float(torch.rand(())) < self.concat_fraction else 0.0
-            signal, signal_len, transcript, transcript_len = concatenate_pairs(
-                signal, signal_len, transcript, transcript_len, fraction, self.concat_gap_samples
+            signal, signal_len, transcript, transcript_len = concatenate_utterances(
+                signal, signal_len, transcript, transcript_len, fraction, self.concat_gap_samples, self.concat_max_joined
             )
         encoded, encoded_len = self.forward(input_signal=signal, input_signal_length=signal_len)
         pred = self.prediction_states(transcript, transcript_len)  # once, also for the intermediate aligner loss

@@ -5,18 +5,20 @@ import torch
 
 from conftest import tiny_cfg
 from nemo_aligner_plugin import AlignerEncoderModel
-from nemo_aligner_plugin.augment import concatenate_pairs
+from nemo_aligner_plugin.augment import concatenate_utterances
 
 
 @pytest.mark.unit
-def test_concatenate_pairs_joins_audio_and_tokens_exactly():
+def test_concatenate_utterances_joins_pairs_of_audio_and_tokens_exactly():
     audio = torch.tensor([[1.0, 1.0, 0.0], [2.0, 0.0, 0.0], [3.0, 3.0, 3.0], [4.0, 4.0, 0.0]])
     audio_lens = torch.tensor([2, 1, 3, 2])
     tokens = torch.tensor([[11, 0], [21, 22], [31, 0], [41, 42]])
     token_lens = torch.tensor([1, 2, 1, 2])
     gen = torch.Generator().manual_seed(0)
     order = torch.randperm(4, generator=torch.Generator().manual_seed(0)).tolist()
-    a, al, t, tl = concatenate_pairs(audio, audio_lens, tokens, token_lens, fraction=0.5, gap_samples=2, generator=gen)
+    a, al, t, tl = concatenate_utterances(
+        audio, audio_lens, tokens, token_lens, fraction=0.5, gap_samples=2, generator=gen
+    )
     first, second = order[0], order[1]
     untouched = [i for i in range(4) if i not in (first, second)]
     assert a.size(0) == 3 and al.tolist()[:2] == audio_lens[untouched].tolist()
@@ -30,11 +32,44 @@ def test_concatenate_pairs_joins_audio_and_tokens_exactly():
 
 
 @pytest.mark.unit
-def test_concatenate_pairs_fraction_zero_is_identity():
+def test_concatenate_utterances_fraction_zero_is_identity():
     audio, lens = torch.randn(4, 10), torch.full((4,), 10)
     tokens, tlens = torch.ones(4, 3, dtype=torch.long), torch.full((4,), 3)
-    out = concatenate_pairs(audio, lens, tokens, tlens, fraction=0.0)
+    out = concatenate_utterances(audio, lens, tokens, tlens, fraction=0.0)
     assert out[0] is audio and out[2] is tokens
+
+
+@pytest.mark.unit
+def test_concatenate_utterances_groups_use_every_utterance_once_in_order():
+    """max_joined=3: rows of 2 or 3 utterances; each input row's audio and tokens appear exactly once, gaps between."""
+    batch, gap = 12, 3
+    audio_lens = torch.randint(2, 7, (batch,), generator=torch.Generator().manual_seed(1))
+    audio = torch.zeros(batch, 6)
+    for i in range(batch):
+        audio[i, : audio_lens[i]] = i + 1  # row i's samples carry its id; padding and gaps are 0
+    tokens, token_lens = (torch.arange(batch)[:, None] + 1).repeat(1, 2), torch.full((batch,), 2)
+    sizes = set()
+    for seed in range(20):
+        a, al, t, tl = concatenate_utterances(
+            audio, audio_lens, tokens, token_lens, 1.0, gap, max_joined=3, generator=torch.Generator().manual_seed(seed)
+        )
+        seen = []
+        for row in range(a.size(0)):
+            samples = a[row, : al[row]]
+            ids = t[row, : tl[row]].tolist()[::2]
+            sizes.add(len(ids))
+            assert samples.unique_consecutive().tolist() == [x for i in ids for x in (i, 0)][:-1]
+            assert int(al[row]) == sum(int(audio_lens[i - 1]) for i in ids) + gap * (len(ids) - 1)
+            seen += ids
+        assert sorted(seen) == list(range(1, batch + 1))
+    assert sizes == {2, 3}
+
+
+@pytest.mark.unit
+def test_concat_max_joined_below_two_is_named(tokenizer_dir):
+    cfg = tiny_cfg(tokenizer_dir, model={"concat_utterances": {"fraction": 0.2, "max_joined": 1}})
+    with pytest.raises(ValueError, match="concat_utterances.max_joined"):
+        AlignerEncoderModel(cfg.model)
 
 
 @pytest.mark.unit
