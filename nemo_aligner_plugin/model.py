@@ -284,7 +284,13 @@ class AlignerEncoderModel(ASRModel, ExportableEncDecModel, ASRBPEMixin, ASRModul
             if self.concat_mode == "whole_batches":  # all rows joined in that share of the batches, none elsewhere
                 fraction = 1.0 if float(torch.rand(())) < self.concat_fraction else 0.0
             signal, signal_len, transcript, transcript_len = concatenate_utterances(
-                signal, signal_len, transcript, transcript_len, fraction, self.concat_gap_samples, self.concat_max_joined
+                signal,
+                signal_len,
+                transcript,
+                transcript_len,
+                fraction,
+                self.concat_gap_samples,
+                max_joined=self.concat_max_joined,
             )
         encoded, encoded_len = self.forward(input_signal=signal, input_signal_length=signal_len)
         pred = self.prediction_states(transcript, transcript_len)  # once, also for the intermediate aligner loss
