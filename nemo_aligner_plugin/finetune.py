@@ -86,7 +86,7 @@ HEAD_DEFAULTS: dict[str, Any] = {
     "aux_ctc": {"weight": 0.0, "layer": -1},
     "aux_aligner": {"weight": 0.0, "layer": None},
     "nonar_aux": {"weight": 0.0},
-    "concat_utterances": {"fraction": 0.15, "gap_seconds": 0.1, "mode": "in_batch", "max_joined": 2},
+    "concat_utterances": {"fraction": 0.15, "gap_seconds": 0.1, "mode": "in_batch", "max_joined": 2, "start_step": 0},
     "decoding": {
         "strategy": "greedy_batch",
         "compute_timestamps": False,

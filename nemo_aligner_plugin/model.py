@@ -120,6 +120,9 @@ class AlignerEncoderModel(ASRModel, ExportableEncDecModel, ASRBPEMixin, ASRModul
         self.concat_gap_samples = int(concat.get("gap_seconds", 0.0) * self.cfg.sample_rate)
         self.concat_mode = concat.get("mode", "in_batch")
         self.concat_max_joined = int(concat.get("max_joined", 2))
+        self.concat_start_step = int(concat.get("start_step", 0))
+        if self.concat_start_step < 0:
+            raise ValueError(f"model.concat_utterances.start_step={self.concat_start_step}: expected a step >= 0")
         if self.concat_max_joined < 2:
             raise ValueError(
                 f"model.concat_utterances.max_joined={self.concat_max_joined}: a joined row holds at least 2 utterances"
@@ -279,7 +282,7 @@ class AlignerEncoderModel(ASRModel, ExportableEncDecModel, ASRBPEMixin, ASRModul
     # ------------------------------------------------------------------ Lightning steps
     def training_step(self, batch, batch_nb):
         signal, signal_len, transcript, transcript_len = batch[:4]
-        if self.concat_fraction > 0:
+        if self.concat_fraction > 0 and self.global_step >= self.concat_start_step:
             fraction = self.concat_fraction
             if self.concat_mode == "whole_batches":  # all rows joined in that share of the batches, none elsewhere
                 fraction = 1.0 if float(torch.rand(())) < self.concat_fraction else 0.0

@@ -66,13 +66,6 @@ def test_concatenate_utterances_groups_use_every_utterance_once_in_order():
 
 
 @pytest.mark.unit
-def test_concat_max_joined_below_two_is_named(tokenizer_dir):
-    cfg = tiny_cfg(tokenizer_dir, model={"concat_utterances": {"fraction": 0.2, "max_joined": 1}})
-    with pytest.raises(ValueError, match="concat_utterances.max_joined"):
-        AlignerEncoderModel(cfg.model)
-
-
-@pytest.mark.unit
 @pytest.mark.parametrize("mode", ["in_batch", "whole_batches"])
 def test_concat_modes_pair_the_configured_share(tokenizer_dir, mode, monkeypatch):
     """in_batch: every batch loses round(0.25 * 8 / 2) = 1 row; whole_batches: ~25% of batches lose 4 rows."""
@@ -94,6 +87,34 @@ def test_concat_modes_pair_the_configured_share(tokenizer_dir, mode, monkeypatch
         assert set(rows) == {7}
     else:
         assert set(rows) == {4, 8} and 0.15 < rows.count(4) / len(rows) < 0.35
+
+
+@pytest.mark.unit
+def test_concat_starts_at_the_configured_step(tokenizer_dir, monkeypatch):
+    cfg = tiny_cfg(tokenizer_dir, model={"concat_utterances": {"fraction": 0.5, "mode": "in_batch", "start_step": 3}})
+    model = AlignerEncoderModel(cfg.model)
+    rows = []
+
+    def record(input_signal, input_signal_length):
+        rows.append(input_signal.size(0))
+        raise StopIteration
+
+    monkeypatch.setattr(model, "forward", record)
+    batch = (torch.randn(8, 1600), torch.full((8,), 1600), torch.ones(8, 3, dtype=torch.long), torch.full((8,), 3))
+    for step in range(5):
+        monkeypatch.setattr(type(model), "global_step", property(lambda self, step=step: step))
+        with pytest.raises(StopIteration):
+            model.training_step(batch, 0)
+    assert rows == [8, 8, 8, 6, 6]  # steps 0-2 untouched; then round(0.5 * 8 / 2) = 2 pairs
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("bad", [{"max_joined": 1}, {"start_step": -1}])
+def test_concat_bad_values_are_named(tokenizer_dir, bad):
+    key = next(iter(bad))
+    cfg = tiny_cfg(tokenizer_dir, model={"concat_utterances": {"fraction": 0.2, **bad}})
+    with pytest.raises(ValueError, match=f"concat_utterances.{key}"):
+        AlignerEncoderModel(cfg.model)
 
 
 @pytest.mark.unit
