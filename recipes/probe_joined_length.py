@@ -34,6 +34,8 @@ def join_manifest(
     """Write ``groups`` WAVs of ``join`` utterances each (disjoint, random) and return their manifest entries."""
     if join < 1:
         raise ValueError(f"--join {join}: join at least 1 utterance per group")
+    if groups < 1:
+        raise ValueError(f"--groups {groups}: score at least 1 joined utterance per k")
     if len(entries) < join:
         raise ValueError(f"the manifest has {len(entries)} utterances, fewer than --join {join}")
     order = list(range(len(entries)))

@@ -44,6 +44,14 @@ def test_join_manifest_concatenates_disjoint_groups_with_gaps(tmp_path):
 
 
 @pytest.mark.unit
+@pytest.mark.parametrize(("join", "groups", "message"), [(3, 1, "fewer than --join 3"), (2, 0, "--groups 0")])
+def test_join_manifest_rejects_impossible_requests(tmp_path, join, groups, message):
+    entries = write_wavs(tmp_path, [100, 100])
+    with pytest.raises(ValueError, match=message):
+        load_recipe().join_manifest(entries, join=join, groups=groups, gap_seconds=0.0, seed=0, out_dir=tmp_path)
+
+
+@pytest.mark.unit
 def test_join_manifest_names_the_file_with_another_sample_rate(tmp_path):
     entries = write_wavs(tmp_path, [100, 100])
     sf.write(entries[1]["audio_filepath"], np.zeros(80, dtype=np.float32), 8000)
