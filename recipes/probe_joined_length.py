@@ -78,7 +78,8 @@ def probe(
         joined = join_manifest(entries, join, groups, gap_seconds, seed, out_dir / f"join{join}")
         manifest = out_dir / f"join{join}_manifest.json"
         manifest.write_text("".join(json.dumps(e) + "\n" for e in joined), encoding="utf-8")
-        print(f"[probe] join {join}: {len(joined)} utterances, {np.mean([e['duration'] for e in joined]):.1f} s mean")
+        mean_seconds = float(np.mean([e["duration"] for e in joined]))
+        print(f"[probe] join {join}: {len(joined)} utterances, {mean_seconds:.1f} s mean")
         cfg = transcribe_aligner.TranscriptionConfig(
             dataset_manifest=str(manifest), output_filename=str(out_dir / f"join{join}_predictions.json")
         )
@@ -90,7 +91,7 @@ def probe(
             {
                 "join": join,
                 "utterances": len(joined),
-                "mean_seconds": float(np.mean([e["duration"] for e in joined])),
+                "mean_seconds": mean_seconds,
                 "wer": result["wer"],
                 "cer": result["cer"],
                 "hyp_ref_words": hyp_words / ref_words if ref_words else 0.0,
@@ -110,10 +111,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--out-dir", required=True, help="joined WAVs, manifests, predictions and probe.json")
     args = parser.parse_args(argv)
 
-    entries = transcribe_aligner.read_manifest(Path(args.manifest))
-    missing = [i for i, e in enumerate(entries, 1) if "text" not in e]
-    if missing:
-        raise ValueError(f"{args.manifest}: line(s) {missing[:5]} have no 'text'; the probe scores against it")
+    entries = transcribe_aligner.read_manifest(Path(args.manifest), required=("audio_filepath", "text"))
     model = transcribe_aligner.load_model(transcribe_aligner.TranscriptionConfig(model_path=args.model))
     out_dir = Path(args.out_dir)
     rows = probe(model, entries, args.join, args.groups, args.gap_seconds, args.seed, out_dir)

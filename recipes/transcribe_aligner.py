@@ -45,9 +45,9 @@ class TranscriptionConfig:
     use_lhotse: bool = True  # NeMo's Lhotse dataloader for inference
 
 
-def read_manifest(path: Path) -> list[dict]:
-    """Manifest lines as dicts; errors name the file and line."""
-    errors = [p for p in checks.validate_manifest(path, ("audio_filepath",)) if p.severity == "error"]
+def read_manifest(path: Path, required: tuple[str, ...] = ("audio_filepath",)) -> list[dict]:
+    """Manifest lines as dicts; errors (a ``required`` field missing, ...) name the file and line."""
+    errors = [p for p in checks.validate_manifest(path, required) if p.severity == "error"]
     if errors:
         raise ValueError("\n".join(str(p) for p in errors[:10]))
     entries = []

@@ -60,6 +60,16 @@ def test_join_manifest_names_the_file_with_another_sample_rate(tmp_path):
 
 
 @pytest.mark.unit
+def test_probe_names_the_manifest_line_without_text(tmp_path):
+    entries = write_wavs(tmp_path, [100, 100])
+    del entries[1]["text"]
+    manifest = tmp_path / "m.json"
+    manifest.write_text("".join(json.dumps(e) + "\n" for e in entries))
+    with pytest.raises(ValueError, match=r"m\.json:2: missing field 'text'"):
+        load_recipe().main(["--model", "unused.nemo", "--manifest", str(manifest), "--out-dir", str(tmp_path / "o")])
+
+
+@pytest.mark.unit
 def test_probe_scores_each_join_on_the_tiny_model(tmp_path, trained_nemo, tone_manifest, capsys):
     out = tmp_path / "probe"
     load_recipe().main(
