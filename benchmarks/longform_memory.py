@@ -283,12 +283,20 @@ def wer(args: argparse.Namespace) -> None:
     }
     for seconds in args.chunk_seconds:
         systems[f"blind segmentation {seconds:g} s"] = (lambda s=seconds: blind_segmentation(model, files, s), refs)
-        for mode in ("reset_only", "prime", "carry_state"):
-            cfg = LongformConfig(chunk_seconds=seconds, mode=mode, prime_tokens=args.prime_tokens)
-            systems[f"chunked {seconds:g} s {mode}"] = (
-                lambda cfg=cfg: [h.text for h in transcribe_longform(model, files, cfg, batch_size=4)],
-                refs,
-            )
+        for boundary in args.boundaries:
+            for mode in ("reset_only", "prime", "carry_state"):
+                cfg = LongformConfig(
+                    chunk_seconds=seconds,
+                    mode=mode,
+                    prime_tokens=args.prime_tokens,
+                    boundary=boundary,
+                    pause_search_seconds=min(args.pause_search_seconds, seconds),
+                )
+                name = f"chunked {seconds:g} s {mode}" + (" at pauses" if boundary == "pause" else "")
+                systems[name] = (
+                    lambda cfg=cfg: [h.text for h in transcribe_longform(model, files, cfg, batch_size=4)],
+                    refs,
+                )
     rows = []
     for name, (run, references) in systems.items():
         start = time.perf_counter()
@@ -335,6 +343,10 @@ def main() -> None:
     ev.add_argument("--gap-seconds", type=float, default=0.0, help="digital silence between utterances")
     ev.add_argument("--chunk-seconds", type=float, nargs="+", default=[4.5], help="one or more chunk lengths")
     ev.add_argument("--prime-tokens", type=int, default=10)
+    ev.add_argument(
+        "--boundaries", nargs="+", default=["fixed", "pause"], choices=["fixed", "pause"], help="chunk boundaries"
+    )
+    ev.add_argument("--pause-search-seconds", type=float, default=2.5, help="boundary=pause: search window")
     ev.add_argument(
         "--pad-to-chunk",
         type=float,

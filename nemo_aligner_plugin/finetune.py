@@ -108,6 +108,8 @@ HEAD_DEFAULTS: dict[str, Any] = {
         "prime_tokens": 10,
         "chunk_batch_size": 8,
         "pre_encode_seconds": 30.0,
+        "boundary": "fixed",
+        "pause_search_seconds": 2.0,
     },
     "optim": {
         "name": "adamw",

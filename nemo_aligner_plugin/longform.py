@@ -11,6 +11,10 @@ a chunk), and decoding runs chunk after chunk: each chunk is read from its first
 end, then the next chunk starts. What the prediction network knows at a chunk start is the ``mode``:
 ``prime`` (the paper's best: reset, then feed the last emitted tokens), ``reset_only`` or ``carry_state``
 (the paper saw deletions with it). Audio that fits one chunk gives exactly the plain greedy result.
+
+Where a chunk ends is the ``boundary``: ``fixed`` (the paper: every ``chunk_seconds``) or ``pause`` (the end
+of the quietest stretch in the chunk's last ``pause_search_seconds``, so that cuts fall between words and
+sentences rather than inside them and the next chunk starts with speech; chunks are at most ``chunk_seconds``).
 """
 
 from __future__ import annotations
@@ -34,7 +38,9 @@ __all__ = [
     "LongformConfig",
     "ChunkedEncoding",
     "START_STATES",
+    "BOUNDARIES",
     "chunk_frames",
+    "chunk_cuts",
     "pre_encode",
     "encode_chunked",
     "decode_chunked",
@@ -49,6 +55,17 @@ __all__ = [
 AudioInput = Union[str, np.ndarray, torch.Tensor]
 # Subsampled frames of overlap on each side of a pre-encode window: far more than any conv stack's receptive field.
 _PRE_ENCODE_CONTEXT = 8
+# boundary -> meaning; see LongformConfig.boundary
+BOUNDARIES = {
+    "fixed": "a cut every chunk_seconds (the paper)",
+    "pause": "each cut at the end of the quietest stretch in the chunk's last pause_search_seconds",
+}
+# Seconds of audio before a candidate cut whose mean loudness scores it: a pause must be this wide to win over
+# the short closure of a stop consonant.
+_PAUSE_WIDTH_SECONDS = 0.2
+# Cuts whose score is within this of the quietest count as equally quiet (units of the features, e.g. normalized
+# log-mel); the latest of them wins.
+_QUIET_TOLERANCE = 0.05
 
 
 @dataclass
@@ -58,10 +75,19 @@ class LongformConfig:
     prime_tokens: int = 10  # prime mode: how many previously emitted tokens to feed after the reset
     chunk_batch_size: int = 8  # chunks run through the Conformer layers at once (bounds activation memory)
     pre_encode_seconds: Optional[float] = 30.0  # conv subsampling in overlapping windows this long; None: all at once
+    boundary: str = "fixed"  # where chunks end: a key of BOUNDARIES
+    pause_search_seconds: float = 2.0  # boundary=pause: how far before the chunk's end to look for the quietest point
 
     def __post_init__(self) -> None:
         if self.mode not in START_STATES:
             raise ValueError(f"longform mode={self.mode!r}; choose one of {sorted(START_STATES)}")
+        if self.boundary not in BOUNDARIES:
+            raise ValueError(f"longform boundary={self.boundary!r}; choose one of {sorted(BOUNDARIES)}")
+        if not 0 < self.pause_search_seconds <= self.chunk_seconds:
+            raise ValueError(
+                f"longform pause_search_seconds={self.pause_search_seconds} must be in (0, chunk_seconds="
+                f"{self.chunk_seconds}]"
+            )
         if self.chunk_seconds <= 0 or self.prime_tokens < 0 or self.chunk_batch_size < 1:
             raise ValueError(f"invalid long-form config: {self}")
         if self.pre_encode_seconds is not None and self.pre_encode_seconds <= 0:
@@ -133,18 +159,62 @@ def pre_encode(
         first += step_out
 
 
-def _chunk_spans(lengths: list[int], size: int, reverse: bool) -> list[tuple[int, int, int]]:
+def chunk_cuts(loudness: Sequence[float], size: int, search: int, width: int = 1) -> list[int]:
+    """Chunk ends (exclusive frame indices, in time order, the last one = ``len(loudness)``) for one utterance.
+
+    Each chunk is at most ``size`` frames. It ends at the latest cut, among its last ``search`` frames, whose
+    ``width`` preceding frames are (within ``_QUIET_TOLERANCE``) the quietest: the end of the pause, so that
+    the next chunk starts where speech resumes, as training utterances do. With ``search=1`` this is the
+    fixed cut every ``size`` frames.
+    """
+    total, cuts, start = len(loudness), [], 0
+    prefix = list(itertools.accumulate(loudness, initial=0.0))
+    while total - start > size:
+        candidates = range(max(start + 1, start + size - search + 1), start + size + 1)
+        scores = [
+            (prefix[cut] - prefix[max(start, cut - width)]) / (cut - max(start, cut - width)) for cut in candidates
+        ]
+        quietest = min(scores)
+        start = max(cut for cut, score in zip(candidates, scores, strict=True) if score <= quietest + _QUIET_TOLERANCE)
+        cuts.append(start)
+    return cuts + [total] if total else []
+
+
+def _chunk_spans(cuts: list[list[int]], lengths: list[int], reverse: bool) -> list[tuple[int, int, int]]:
     """(utterance, first frame, length) of every chunk, utterance-major, chunks in the audio's time order.
 
-    A reverse-audio model's frames run backwards in time, so its chunks are cut from the end of the
-    sequence: chunk k is then audio time [k*size, (k+1)*size) reversed, i.e. what the model was trained on.
+    ``cuts`` are each utterance's chunk ends in time order. A reverse-audio model's frames run backwards in
+    time, so its chunks are taken from the end of the sequence: the chunk of audio time [a, b) is frames
+    [T - b, T - a), i.e. that stretch reversed, which is what the model was trained on.
     """
     spans = []
-    for b, length in enumerate(lengths):
-        for start in range(0, length, size):
-            n = min(size, length - start)
-            spans.append((b, length - start - n if reverse else start, n))
+    for b, (ends, length) in enumerate(zip(cuts, lengths, strict=True)):
+        start = 0
+        for end in ends:
+            spans.append((b, length - end if reverse else start, end - start))
+            start = end
     return spans
+
+
+def _frame_loudness(
+    features: torch.Tensor, feature_lens: torch.Tensor, frame_lens: list[int], factor: int, reverse: bool
+) -> list[list[float]]:
+    """Mean feature value of each subsampled frame, per utterance in time order: low in pauses (log-mel).
+
+    Features, not audio, so that ``processed_signal`` input works too; the last frames repeat the last value
+    where the conv subsampling rounds the length up.
+    """
+    per_frame = features.float().mean(dim=1)  # (B, M)
+    out = []
+    for b, (m, t) in enumerate(zip(feature_lens.tolist(), frame_lens, strict=True)):
+        values = per_frame[b, :m]
+        if reverse:
+            values = values.flip(0)
+        pad = t * factor - values.numel()  # conv subsampling rounds the length up or down by a frame or so
+        if pad > 0:
+            values = torch.cat([values, values[-1:].expand(pad)])
+        out.append(values[: t * factor].reshape(t, factor).mean(dim=1).tolist())
+    return out
 
 
 def encode_chunked(
@@ -185,9 +255,18 @@ def encode_chunked(
         if cfg.pre_encode_seconds is not None:
             window = round(cfg.pre_encode_seconds / float(model.cfg.preprocessor.window_stride))
         frames, frame_lens = pre_encode(model.encoder, processed_signal, processed_signal_length.to(device), window)
+        lengths, size = frame_lens.tolist(), chunk_frames(model, cfg.chunk_seconds)
+        if cfg.boundary == "pause":
+            factor = model.encoder.subsampling_factor
+            loudness = _frame_loudness(processed_signal, processed_signal_length, lengths, factor, reverse)
+            search = min(size, chunk_frames(model, cfg.pause_search_seconds))
+            width = chunk_frames(model, _PAUSE_WIDTH_SECONDS)  # frames before a cut that must be quiet
+            cuts = [chunk_cuts(values, size, search, width) for values in loudness]
+        else:
+            cuts = [list(range(size, length, size)) + [length] if length else [] for length in lengths]
         del processed_signal
 
-        spans = _chunk_spans(frame_lens.tolist(), chunk_frames(model, cfg.chunk_seconds), reverse)
+        spans = _chunk_spans(cuts, lengths, reverse)
         num_chunks = torch.bincount(torch.tensor([b for b, _, _ in spans], dtype=torch.long), minlength=len(frame_lens))
         outputs: list[torch.Tensor] = []
         for group_start in range(0, len(spans), cfg.chunk_batch_size):

@@ -5,6 +5,8 @@ Any NeMo ASR .nemo works (the demo scores its CTC and RNN-T baselines with it); 
     python recipes/transcribe_aligner.py model_path=model.nemo dataset_manifest=test.json \
         output_filename=preds.json batch_size=16
     python recipes/transcribe_aligner.py pretrained_name=<catalog name> audio_dir=wavs/ audio_type=wav
+    python recipes/transcribe_aligner.py model_path=model.nemo dataset_manifest=long.json \
+        +longform.enabled=true +longform.boundary=pause   # chunked long-form for audio past chunk_seconds
 
 Writes the input manifest lines with an added ``pred_text`` field, prints WER/CER (jiwer) when the
 manifest has ``text``, and saves them to ``<output_filename>.metrics.json``. Options mirror NeMo's
@@ -25,9 +27,10 @@ import torch
 from nemo.collections.asr.models import ASRModel
 from nemo.core.config import hydra_runner
 from nemo.utils import logging
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 
 from nemo_aligner_plugin import AlignerEncoderModel, checks
+from nemo_aligner_plugin.longform import longform_config
 
 
 @dataclass
@@ -42,6 +45,9 @@ class TranscriptionConfig:
     num_workers: int = 0
     device: str = "auto"  # auto | cpu | cuda
     decoding: dict[str, Any] = field(default_factory=dict)  # aligner decoding overrides, e.g. {strategy: greedy_batch}
+    # aligner long-form overrides (docs/longform.md), e.g. {enabled: true, boundary: pause}: audio longer than
+    # chunk_seconds is then transcribed in chunks
+    longform: dict[str, Any] = field(default_factory=dict)
     use_lhotse: bool = True  # NeMo's Lhotse dataloader for inference
 
 
@@ -93,6 +99,13 @@ def load_model(cfg: TranscriptionConfig) -> ASRModel:
         if not isinstance(model, AlignerEncoderModel):
             raise ValueError(f"decoding=... takes aligner decoding options; {type(model).__name__} is not an aligner")
         model.change_decoding_strategy({**OmegaConf.to_container(model.cfg.decoding), **cfg.decoding})
+    if cfg.longform:
+        if not isinstance(model, AlignerEncoderModel):
+            raise ValueError(f"longform=... takes aligner long-form options; {type(model).__name__} is not an aligner")
+        section = {**OmegaConf.to_container(model.cfg.get("longform") or OmegaConf.create({})), **cfg.longform}
+        longform_config(section)  # a bad value is named here, before any audio is read
+        with open_dict(model.cfg):
+            model.cfg.longform = section
     return model.eval()
 
 

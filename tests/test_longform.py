@@ -21,6 +21,7 @@ from nemo_aligner_plugin.joint import joint_step
 from nemo_aligner_plugin.longform import (
     ChunkedEncoding,
     LongformConfig,
+    chunk_cuts,
     decode_chunked,
     decode_chunked_batch,
     encode_chunked,
@@ -220,6 +221,65 @@ def test_encode_chunked_runs_the_conformer_per_chunk(rigged_model):
 
 
 @pytest.mark.unit
+def test_chunk_cuts_end_at_the_end_of_the_quietest_stretch():
+    loud = [1.0] * 30
+    loud[12:17] = [-1.0] * 5  # a pause at frames 12-16: the next chunk should start at 17, where speech resumes
+    loud[25] = -1.0  # one quiet frame (a stop closure) is not a pause at width 3
+    assert chunk_cuts(loud, size=20, search=10, width=3) == [17, 30]
+    assert chunk_cuts(loud, size=20, search=1, width=3) == [20, 30]  # search 1: the fixed cut
+    assert chunk_cuts([1.0] * 45, size=20, search=10, width=3) == [20, 40, 45]  # no pause: the latest cut
+    assert chunk_cuts(loud, size=40, search=10, width=3) == [30]  # fits one chunk
+    assert chunk_cuts([], size=20, search=10) == []
+    rng = np.random.default_rng(0)
+    for _ in range(50):  # any loudness: chunks partition the frames and none is longer than size or empty
+        total, size = int(rng.integers(1, 200)), int(rng.integers(1, 40))
+        cuts = chunk_cuts(rng.standard_normal(total).tolist(), size, int(rng.integers(1, size + 1)), 5)
+        lengths = np.diff([0] + cuts)
+        assert cuts[-1] == total and lengths.min() >= 1 and lengths.max() <= size
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("reverse", [False, True])
+def test_pause_boundary_starts_the_second_chunk_where_speech_resumes(tokenizer_dir, reverse):
+    """Speech 2.4 s, silence 0.8 s, speech: with 4 s chunks the cut moves from 4 s to the end of the silence.
+
+    A reverse-audio model gets the same chunks of audio time, each reversed: cut from the end of its frames.
+    """
+    torch.manual_seed(0)
+    model = AlignerEncoderModel(tiny_cfg(tokenizer_dir, model={"reverse_audio": reverse}).model).eval()
+    rng = np.random.default_rng(0)
+    speech = lambda seconds: 0.3 * rng.standard_normal(int(seconds * SAMPLE_RATE))  # noqa: E731
+    audio = np.concatenate([speech(2.4), 1e-4 * rng.standard_normal(int(0.8 * SAMPLE_RATE)), speech(3.0)])
+    audio = torch.from_numpy(audio.astype(np.float32))[None]  # 6.2 s = 155 frames
+    cfg = LongformConfig(chunk_seconds=4.0, boundary="pause", pause_search_seconds=2.0)
+    enc = encode_chunked(model, cfg, input_signal=audio)
+    assert enc.num_chunks.tolist() == [2]
+    first = enc.encoder_out_lens.tolist()[0]
+    assert abs(first - 80) <= 1  # speech resumes at 3.2 s = frame 80 (the 32 ms window blurs it by a frame)
+    fixed = encode_chunked(model, LongformConfig(chunk_seconds=4.0), input_signal=audio)
+    assert fixed.encoder_out_lens.tolist() == [100, 55]
+    with torch.no_grad():  # the second chunk is the Conformer on the frames after the cut, by hand
+        signal = audio.flip(1) if reverse else audio
+        features, feature_lens = model.preprocessor(input_signal=signal, length=torch.tensor([audio.size(1)]))
+        frames, frame_lens = pre_encode(model.encoder, features, feature_lens)
+        total = int(frame_lens[0])
+        start, stop = (0, total - first) if reverse else (first, total)
+        second, _ = model.encoder(
+            audio_signal=frames[:, start:stop], length=torch.tensor([stop - start]), bypass_pre_encode=True
+        )
+    torch.testing.assert_close(enc.encoder_out[1, : stop - start], second[0].T, rtol=0, atol=1e-5)
+
+
+@pytest.mark.unit
+def test_pause_boundary_transcribes_one_chunk_audio_like_fixed(trained_nemo, tone_manifest):
+    model = AlignerEncoderModel.restore_from(str(trained_nemo)).eval()
+    files = [json.loads(line)["audio_filepath"] for line in tone_manifest.read_text().splitlines()]
+    fixed = transcribe_longform(model, files, LongformConfig(chunk_seconds=15.0))
+    pause = transcribe_longform(model, files, LongformConfig(chunk_seconds=15.0, boundary="pause"))
+    assert [h.text for h in pause] == [h.text for h in fixed]
+
+
+@pytest.mark.unit
 def test_audio_within_one_chunk_transcribes_exactly_like_plain_greedy(trained_nemo, tone_manifest):
     model = AlignerEncoderModel.restore_from(str(trained_nemo)).eval()
     items = [json.loads(line) for line in tone_manifest.read_text().splitlines()]
@@ -260,10 +320,19 @@ def test_routing_sends_only_audio_longer_than_a_chunk_to_longform(rigged_model):
 
 @pytest.mark.unit
 @pytest.mark.parametrize(
-    "kwargs", [{"mode": "carry"}, {"chunk_seconds": 0.0}, {"prime_tokens": -1}, {"pre_encode_seconds": 0.0}]
+    ("kwargs", "named"),
+    [
+        ({"mode": "carry"}, "mode"),
+        ({"chunk_seconds": 0.0}, "chunk_seconds"),
+        ({"prime_tokens": -1}, "prime_tokens"),
+        ({"pre_encode_seconds": 0.0}, "pre_encode_seconds"),
+        ({"boundary": "silence"}, "boundary"),
+        ({"chunk_seconds": 4.0, "pause_search_seconds": 5.0}, "pause_search_seconds"),
+        ({"pause_search_seconds": 0.0}, "pause_search_seconds"),
+    ],
 )
-def test_config_rejects_bad_values(kwargs):
-    with pytest.raises(ValueError):
+def test_config_rejects_bad_values(kwargs, named):
+    with pytest.raises(ValueError, match=named):
         LongformConfig(**kwargs)
 
 

@@ -82,3 +82,51 @@ def test_transcribe_recipe_reports_bad_input_clearly(tmp_path, trained_nemo):
     )
     assert proc.returncode == 2
     assert f"{bad}:2: not valid JSON" in proc.stdout + proc.stderr
+
+
+def load_transcribe_recipe():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("transcribe_aligner", REPO / "recipes" / "transcribe_aligner.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("transcribe_aligner", module)  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.unit
+def test_transcribe_recipe_longform_override_chunks_long_audio(tmp_path, trained_nemo, tone_manifest):
+    """longform={enabled, boundary, ...} sends audio past chunk_seconds through long-form, as transcribe_longform."""
+    import numpy as np
+    import soundfile as sf
+
+    from nemo_aligner_plugin import AlignerEncoderModel
+    from nemo_aligner_plugin.longform import LongformConfig, transcribe_longform
+
+    recipe = load_transcribe_recipe()
+    entries = [json.loads(line) for line in tone_manifest.read_text().splitlines()]
+    audio = [sf.read(e["audio_filepath"], dtype="float32")[0] for e in entries]
+    pause = np.zeros(8000, dtype=np.float32)
+    joined = tmp_path / "joined.wav"
+    sf.write(joined, np.concatenate([audio[0], pause, audio[1], pause, audio[2]]), 16000)
+    manifest = tmp_path / "long.json"
+    manifest.write_text(json.dumps({"audio_filepath": str(joined), "text": " ".join(e["text"] for e in entries[:3])}))
+    options = {"enabled": True, "chunk_seconds": 2.0, "boundary": "pause", "pause_search_seconds": 1.0}
+    cfg = recipe.TranscriptionConfig(
+        model_path=str(trained_nemo), dataset_manifest=str(manifest), output_filename=str(tmp_path / "p.json"),
+        longform=options,
+    )  # fmt: skip
+    recipe.run(cfg)
+    predicted = json.loads((tmp_path / "p.json").read_text())["pred_text"]
+
+    model = AlignerEncoderModel.restore_from(str(trained_nemo)).eval()
+    config = LongformConfig(chunk_seconds=2.0, boundary="pause", pause_search_seconds=1.0)
+    (expected,) = transcribe_longform(model, [str(joined)], config)
+    assert predicted == expected.text and len(expected.y_sequence) > 0
+    (whole,) = transcribe_longform(model, [str(joined)], LongformConfig(chunk_seconds=60.0))
+    # the recipe did not fall back to plain decoding: the tiny model reads the 3-utterance audio in one piece otherwise
+    assert sf.info(str(joined)).duration > 2.0 and expected.text != whole.text
+
+    cfg.longform = {"enabled": True, "boundary": "silence"}
+    with pytest.raises(ValueError, match="boundary"):
+        recipe.load_model(cfg)
