@@ -4,9 +4,11 @@
         --join 1 2 3 --groups 60 --out-dir data/demo/probe
 
 Joins ``--groups`` disjoint random groups of k utterances (a ``--gap-seconds`` silence between them, as the
-training concatenation does), transcribes them with ``recipes/transcribe_aligner.py`` and prints per k the WER
-and the hypothesis/reference word ratio: a ratio well below 1 means the model stops early (deletions), a ratio
-near 1 with a high WER means it goes on but invents the later sentences (the alignment did not reach them).
+training concatenation does, and ``--pad-seconds`` before and after each input: a model trained on trimmed
+audio may not expect silence at the start), transcribes them with ``recipes/transcribe_aligner.py`` and prints
+per k the WER and the hypothesis/reference word ratio: a ratio well below 1 means the model stops early
+(deletions), a ratio near 1 with a high WER means it goes on but invents the later sentences (the alignment did
+not reach them).
 Writes the joined WAVs and manifests under ``--out-dir`` and ``probe.json`` with the table.
 """
 
@@ -29,9 +31,17 @@ import transcribe_aligner  # noqa: E402
 
 
 def join_manifest(
-    entries: Sequence[dict], join: int, groups: int, gap_seconds: float, seed: int, out_dir: Path
+    entries: Sequence[dict],
+    join: int,
+    groups: int,
+    gap_seconds: float,
+    seed: int,
+    out_dir: Path,
+    pad_seconds: float = 0.0,
 ) -> list[dict]:
     """Write ``groups`` WAVs of ``join`` utterances each (disjoint, random) and return their manifest entries."""
+    if gap_seconds < 0 or pad_seconds < 0:
+        raise ValueError(f"--gap-seconds {gap_seconds} / --pad-seconds {pad_seconds}: silence cannot be negative")
     if join < 1:
         raise ValueError(f"--join {join}: join at least 1 utterance per group")
     if groups < 1:
@@ -56,7 +66,8 @@ def join_manifest(
             if j:
                 pieces.append(np.zeros(int(round(gap_seconds * sr)), dtype=np.float32))
             pieces.append(audio)
-        audio = np.concatenate(pieces)
+        pad = np.zeros(int(round(pad_seconds * rate)), dtype=np.float32)
+        audio = np.concatenate([pad, *pieces, pad])
         path = (out_dir / f"join{join}_{g:04d}.wav").resolve()  # manifests resolve relative paths against themselves
         sf.write(path, audio, rate)
         joined.append(
@@ -70,12 +81,19 @@ def join_manifest(
 
 
 def probe(
-    model: Any, entries: Sequence[dict], joins: Sequence[int], groups: int, gap_seconds: float, seed: int, out_dir: Path
+    model: Any,
+    entries: Sequence[dict],
+    joins: Sequence[int],
+    groups: int,
+    gap_seconds: float,
+    seed: int,
+    out_dir: Path,
+    pad_seconds: float = 0.0,
 ) -> list[dict[str, float]]:
     """One row per k: WER, CER, hypothesis/reference words and mean duration of the joined utterances."""
     rows = []
     for join in joins:
-        joined = join_manifest(entries, join, groups, gap_seconds, seed, out_dir / f"join{join}")
+        joined = join_manifest(entries, join, groups, gap_seconds, seed, out_dir / f"join{join}", pad_seconds)
         manifest = out_dir / f"join{join}_manifest.json"
         manifest.write_text("".join(json.dumps(e) + "\n" for e in joined), encoding="utf-8")
         mean_seconds = float(np.mean([e["duration"] for e in joined]))
@@ -107,6 +125,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--join", type=int, nargs="+", default=[1, 2, 3], help="utterances per joined input")
     parser.add_argument("--groups", type=int, default=60, help="joined inputs per k (fewer if the manifest is short)")
     parser.add_argument("--gap-seconds", type=float, default=0.1, help="silence between joined utterances")
+    parser.add_argument("--pad-seconds", type=float, default=0.0, help="silence before and after each joined input")
     parser.add_argument("--seed", type=int, default=0, help="which utterances are joined")
     parser.add_argument("--out-dir", required=True, help="joined WAVs, manifests, predictions and probe.json")
     args = parser.parse_args(argv)
@@ -114,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     entries = transcribe_aligner.read_manifest(Path(args.manifest), required=("audio_filepath", "text"))
     model = transcribe_aligner.load_model(transcribe_aligner.TranscriptionConfig(model_path=args.model))
     out_dir = Path(args.out_dir)
-    rows = probe(model, entries, args.join, args.groups, args.gap_seconds, args.seed, out_dir)
+    rows = probe(model, entries, args.join, args.groups, args.gap_seconds, args.seed, out_dir, args.pad_seconds)
     (out_dir / "probe.json").write_text(json.dumps({"model": args.model, "rows": rows}, indent=2))
     print("\n| joined | utterances | mean s | WER | CER | hyp/ref words |\n|---|---|---|---|---|---|")
     for r in rows:

@@ -44,11 +44,31 @@ def test_join_manifest_concatenates_disjoint_groups_with_gaps(tmp_path):
 
 
 @pytest.mark.unit
-@pytest.mark.parametrize(("join", "groups", "message"), [(3, 1, "fewer than --join 3"), (2, 0, "--groups 0")])
-def test_join_manifest_rejects_impossible_requests(tmp_path, join, groups, message):
+def test_join_manifest_pads_each_input_with_silence(tmp_path):
+    entries = write_wavs(tmp_path, [100, 200])
+    (one,) = load_recipe().join_manifest(
+        entries[:1], join=1, groups=5, gap_seconds=0.5, seed=0, out_dir=tmp_path / "p", pad_seconds=0.002
+    )
+    audio, rate = sf.read(one["audio_filepath"], dtype="float32")
+    np.testing.assert_array_equal(audio, np.concatenate([np.zeros(32), np.full(100, 1 / 8), np.zeros(32)]))
+    assert one["duration"] == pytest.approx(164 / rate) and one["text"] == "word0"
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("join", "groups", "kwargs", "message"),
+    [
+        (3, 1, {}, "fewer than --join 3"),
+        (2, 0, {}, "--groups 0"),
+        (1, 1, {"pad_seconds": -0.1}, "--pad-seconds -0.1"),
+        (1, 1, {"gap_seconds": -1.0}, "--gap-seconds -1.0"),
+    ],
+)
+def test_join_manifest_rejects_impossible_requests(tmp_path, join, groups, kwargs, message):
     entries = write_wavs(tmp_path, [100, 100])
+    options = {"gap_seconds": 0.0, **kwargs}
     with pytest.raises(ValueError, match=message):
-        load_recipe().join_manifest(entries, join=join, groups=groups, gap_seconds=0.0, seed=0, out_dir=tmp_path)
+        load_recipe().join_manifest(entries, join=join, groups=groups, seed=0, out_dir=tmp_path, **options)
 
 
 @pytest.mark.unit
