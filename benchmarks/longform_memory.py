@@ -290,7 +290,7 @@ def wer(args: argparse.Namespace) -> None:
                     mode=mode,
                     prime_tokens=args.prime_tokens,
                     boundary=boundary,
-                    pause_search_seconds=min(args.pause_search_seconds, seconds),
+                    pause_search_seconds=args.pause_search_seconds,
                 )
                 name = f"chunked {seconds:g} s {mode}" + (" at pauses" if boundary == "pause" else "")
                 systems[name] = (

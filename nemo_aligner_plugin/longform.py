@@ -76,20 +76,17 @@ class LongformConfig:
     chunk_batch_size: int = 8  # chunks run through the Conformer layers at once (bounds activation memory)
     pre_encode_seconds: Optional[float] = 30.0  # conv subsampling in overlapping windows this long; None: all at once
     boundary: str = "fixed"  # where chunks end: a key of BOUNDARIES
-    pause_search_seconds: float = 2.0  # boundary=pause: how far before the chunk's end to look for the quietest point
+    pause_search_seconds: float = 2.0  # boundary=pause: how far before a chunk's end to look (capped at chunk_seconds)
 
     def __post_init__(self) -> None:
         if self.mode not in START_STATES:
             raise ValueError(f"longform mode={self.mode!r}; choose one of {sorted(START_STATES)}")
         if self.boundary not in BOUNDARIES:
             raise ValueError(f"longform boundary={self.boundary!r}; choose one of {sorted(BOUNDARIES)}")
-        if not 0 < self.pause_search_seconds <= self.chunk_seconds:
-            raise ValueError(
-                f"longform pause_search_seconds={self.pause_search_seconds} must be in (0, chunk_seconds="
-                f"{self.chunk_seconds}]"
-            )
         if self.chunk_seconds <= 0 or self.prime_tokens < 0 or self.chunk_batch_size < 1:
             raise ValueError(f"invalid long-form config: {self}")
+        if self.pause_search_seconds <= 0:
+            raise ValueError(f"longform pause_search_seconds={self.pause_search_seconds} must be positive")
         if self.pre_encode_seconds is not None and self.pre_encode_seconds <= 0:
             raise ValueError(f"pre_encode_seconds must be positive or None, got {self.pre_encode_seconds}")
 
@@ -201,19 +198,19 @@ def _frame_loudness(
 ) -> list[list[float]]:
     """Mean feature value of each subsampled frame, per utterance in time order: low in pauses (log-mel).
 
-    Features, not audio, so that ``processed_signal`` input works too; the last frames repeat the last value
-    where the conv subsampling rounds the length up.
+    Features, not audio, so that ``processed_signal`` input works too. Frame t averages feature frames
+    [t * factor, (t + 1) * factor) (the last value repeats where the conv subsampling rounds the length up);
+    a reverse-audio model's frames are then put back in time order.
     """
     per_frame = features.float().mean(dim=1)  # (B, M)
     out = []
     for b, (m, t) in enumerate(zip(feature_lens.tolist(), frame_lens, strict=True)):
         values = per_frame[b, :m]
-        if reverse:
-            values = values.flip(0)
-        pad = t * factor - values.numel()  # conv subsampling rounds the length up or down by a frame or so
+        pad = t * factor - values.numel()
         if pad > 0:
             values = torch.cat([values, values[-1:].expand(pad)])
-        out.append(values[: t * factor].reshape(t, factor).mean(dim=1).tolist())
+        loudness = values[: t * factor].reshape(t, factor).mean(dim=1)
+        out.append((loudness.flip(0) if reverse else loudness).tolist())
     return out
 
 
