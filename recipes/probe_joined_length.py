@@ -94,8 +94,7 @@ def probe(
     rows = []
     for join in joins:
         joined = join_manifest(entries, join, groups, gap_seconds, seed, out_dir / f"join{join}", pad_seconds)
-        manifest = out_dir / f"join{join}_manifest.json"
-        manifest.write_text("".join(json.dumps(e) + "\n" for e in joined), encoding="utf-8")
+        manifest = transcribe_aligner.write_manifest(out_dir / f"join{join}_manifest.json", joined)
         mean_seconds = float(np.mean([e["duration"] for e in joined]))
         print(f"[probe] join {join}: {len(joined)} utterances, {mean_seconds:.1f} s mean")
         cfg = transcribe_aligner.TranscriptionConfig(

@@ -149,17 +149,16 @@ def evaluate(model_path: Path, corpus: Path, out_dir: Path) -> tuple[dict, dict]
     sys.path.insert(0, str(RECIPES))
     from omegaconf import OmegaConf
     from probe_joined_length import join_manifest
-    from transcribe_aligner import TranscriptionConfig, load_model
+    from transcribe_aligner import TranscriptionConfig, load_model, read_manifest, write_manifest
     from transcribe_aligner import run as transcribe
 
     from nemo_aligner_plugin import AlignerEncoderModel
 
     model = load_model(TranscriptionConfig(model_path=str(model_path)))
     manifests = {split: corpus / f"{split}_manifest.json" for split in SPLITS if split != "test_padded"}
-    test = [json.loads(line) for line in manifests["test"].read_text().splitlines() if line.strip()]
+    test = read_manifest(manifests["test"], required=("audio_filepath", "text"))
     padded = join_manifest(test, 1, len(test), 0.0, 0, out_dir / "test_padded", pad_seconds=PAD_SECONDS)
-    manifests["test_padded"] = out_dir / "test_padded_manifest.json"
-    manifests["test_padded"].write_text("".join(json.dumps(e) + "\n" for e in padded))
+    manifests["test_padded"] = write_manifest(out_dir / "test_padded_manifest.json", padded)
 
     def score(split: str, suffix: str = "") -> tuple[dict, list[dict]]:
         predictions = out_dir / f"{split}_predictions{suffix}.json"

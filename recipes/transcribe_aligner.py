@@ -76,6 +76,13 @@ def read_manifest(path: Path, required: tuple[str, ...] = ("audio_filepath",)) -
     return entries
 
 
+def write_manifest(path: Path, entries: list[dict]) -> Path:
+    """One JSON line per entry (UTF-8, non-ASCII text kept as is); parent folders are created."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in entries), encoding="utf-8")
+    return path
+
+
 def score(references: list[str], hypotheses: list[str]) -> dict[str, float]:
     return {
         "wer": jiwer.wer(references, hypotheses),
@@ -142,10 +149,7 @@ def run(cfg: TranscriptionConfig, model: Optional[ASRModel] = None) -> dict[str,
             **loader,
         )
     seconds = time.perf_counter() - start
-    output.parent.mkdir(parents=True, exist_ok=True)
-    with output.open("w", encoding="utf-8") as f:
-        for entry, hyp in zip(entries, hyps, strict=True):
-            f.write(json.dumps({**entry, "pred_text": text_of(hyp)}, ensure_ascii=False) + "\n")
+    write_manifest(output, [{**e, "pred_text": text_of(h)} for e, h in zip(entries, hyps, strict=True)])
 
     result: dict[str, Any] = {"output_filename": str(output), "transcribe_seconds": seconds}
     audio_seconds = sum(float(e.get("duration", 0.0)) for e in entries)
