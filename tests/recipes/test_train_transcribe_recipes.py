@@ -84,16 +84,6 @@ def test_transcribe_recipe_reports_bad_input_clearly(tmp_path, trained_nemo):
     assert f"{bad}:2: not valid JSON" in proc.stdout + proc.stderr
 
 
-def load_transcribe_recipe():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("transcribe_aligner", REPO / "recipes" / "transcribe_aligner.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("transcribe_aligner", module)  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.unit
 def test_transcribe_recipe_longform_override_chunks_long_audio(tmp_path, trained_nemo, tone_manifest):
     """longform={enabled, boundary, ...} sends audio past chunk_seconds through long-form, as transcribe_longform."""
@@ -103,7 +93,9 @@ def test_transcribe_recipe_longform_override_chunks_long_audio(tmp_path, trained
     from nemo_aligner_plugin import AlignerEncoderModel
     from nemo_aligner_plugin.longform import LongformConfig, transcribe_longform
 
-    recipe = load_transcribe_recipe()
+    sys.path.insert(0, str(REPO / "recipes"))  # as recipes/run_demo.py imports it
+    import transcribe_aligner as recipe
+
     entries = [json.loads(line) for line in tone_manifest.read_text().splitlines()]
     audio = [sf.read(e["audio_filepath"], dtype="float32")[0] for e in entries]
     pause = np.zeros(8000, dtype=np.float32)
