@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["concatenate_utterances", "reverse_within_length"]
+__all__ = ["concatenate_utterances", "pad_silence", "reverse_within_length"]
 
 
 def reverse_within_length(audio: torch.Tensor, audio_lens: torch.Tensor) -> torch.Tensor:
@@ -33,7 +33,7 @@ def concatenate_utterances(
     tokens: torch.Tensor,
     token_lens: torch.Tensor,
     fraction: float,
-    gap_samples: int = 0,
+    gap_samples: int | tuple[int, int] = 0,
     max_joined: int = 2,
     generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -47,7 +47,8 @@ def concatenate_utterances(
         audio: (B, S) padded audio; audio_lens: (B,).
         tokens: (B, U) padded token ids; token_lens: (B,).
         fraction: share of the batch's utterances that end up in a concatenated row.
-        gap_samples: silence inserted between joined utterances.
+        gap_samples: silence inserted between joined utterances; a (min, max) pair draws each gap uniformly, so
+            some joins run straight on as continuous speech does (sentences read without a pause).
         max_joined: largest group; each group's size is drawn uniformly from 2..max_joined.
 
     Returns:
@@ -74,12 +75,12 @@ def concatenate_utterances(
     rows = [[i] for i in range(batch) if i not in joined] + groups
 
     new_audio, new_audio_lens, new_tokens, new_token_lens = [], [], [], []
-    gap = audio.new_zeros(gap_samples)
+    low, high = (gap_samples, gap_samples) if isinstance(gap_samples, int) else gap_samples
     for group in rows:
         a, t = [], []
         for position, i in enumerate(group):
             if position:
-                a.append(gap)
+                a.append(audio.new_zeros(int(torch.randint(low, high + 1, (), generator=generator))))
             a.append(audio[i, : audio_lens[i]])
             t.append(tokens[i, : token_lens[i]])
         a, t = torch.cat(a), torch.cat(t)
@@ -94,3 +95,30 @@ def concatenate_utterances(
         pad(new_tokens, batch_first=True),
         torch.tensor(new_token_lens, device=token_lens.device, dtype=token_lens.dtype),
     )
+
+
+def pad_silence(
+    audio: torch.Tensor,
+    audio_lens: torch.Tensor,
+    prob: float,
+    min_samples: int,
+    max_samples: int,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Put digital silence before and after a random share ``prob`` of the rows (B, S) -> (B, S').
+
+    The batch-level twin of NeMo's ``SilencePerturbation``: applied after concatenation, silence lands only at
+    the ends of a joined row, so the joins stay continuous speech. Start and end lengths are drawn independently
+    from ``min_samples..max_samples``.
+    """
+    batch = audio.size(0)
+    chosen = torch.rand(batch, generator=generator) < prob
+    if not bool(chosen.any()):
+        return audio, audio_lens
+    lengths = torch.randint(min_samples, max_samples + 1, (batch, 2), generator=generator) * chosen.unsqueeze(1)
+    rows = []
+    for b in range(batch):
+        start, end = int(lengths[b, 0]), int(lengths[b, 1])
+        rows.append(torch.cat([audio.new_zeros(start), audio[b, : audio_lens[b]], audio.new_zeros(end)]))
+    new_lens = torch.tensor([r.numel() for r in rows], device=audio_lens.device, dtype=audio_lens.dtype)
+    return torch.nn.utils.rnn.pad_sequence(rows, batch_first=True), new_lens

@@ -87,6 +87,7 @@ HEAD_DEFAULTS: dict[str, Any] = {
     "aux_aligner": {"weight": 0.0, "layer": None},
     "nonar_aux": {"weight": 0.0},
     "concat_utterances": {"fraction": 0.15, "gap_seconds": 0.1, "mode": "in_batch", "max_joined": 2, "start_step": 0},
+    "silence_padding": {"prob": 0.0, "min_seconds": 0.0, "max_seconds": 0.5, "start_step": 0},
     "decoding": {
         "strategy": "greedy_batch",
         "compute_timestamps": False,

@@ -34,7 +34,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from nemo_aligner_plugin import checks
 from nemo_aligner_plugin.analysis import AttentionMaps, recording_attention, timestamps_from_maps
-from nemo_aligner_plugin.augment import concatenate_utterances, reverse_within_length
+from nemo_aligner_plugin.augment import concatenate_utterances, pad_silence, reverse_within_length
 from nemo_aligner_plugin.aux_ctc import AuxCTC
 from nemo_aligner_plugin.data import build_dataloader
 from nemo_aligner_plugin.decoding.nemo_glue import AlignerBPEDecoding
@@ -117,7 +117,9 @@ class AlignerEncoderModel(ASRModel, ExportableEncDecModel, ASRBPEMixin, ASRModul
         self.reverse_audio = bool(self.cfg.get("reverse_audio", False))
         concat = self.cfg.get("concat_utterances") or {}
         self.concat_fraction = float(concat.get("fraction", 0.0))
-        self.concat_gap_samples = int(concat.get("gap_seconds", 0.0) * self.cfg.sample_rate)
+        self.concat_gap_samples = self._seconds_range(
+            concat.get("gap_seconds", 0.0), "model.concat_utterances.gap_seconds"
+        )
         self.concat_mode = concat.get("mode", "in_batch")
         self.concat_max_joined = int(concat.get("max_joined", 2))
         self.concat_start_step = int(concat.get("start_step", 0))
@@ -129,12 +131,33 @@ class AlignerEncoderModel(ASRModel, ExportableEncDecModel, ASRBPEMixin, ASRModul
             )
         if self.concat_mode not in ("in_batch", "whole_batches"):
             raise ValueError(f"model.concat_utterances.mode={self.concat_mode!r}: expected in_batch or whole_batches")
+        padding = self.cfg.get("silence_padding") or {}
+        self.silence_prob = float(padding.get("prob", 0.0))
+        self.silence_samples = self._seconds_range(
+            [padding.get("min_seconds", 0.0), padding.get("max_seconds", 0.0)], "model.silence_padding.min/max_seconds"
+        )
+        self.silence_start_step = int(padding.get("start_step", 0))
+        if not 0.0 <= self.silence_prob <= 1.0:
+            raise ValueError(f"model.silence_padding.prob={self.silence_prob}: expected a probability in [0, 1]")
+        if self.silence_start_step < 0:
+            raise ValueError(f"model.silence_padding.start_step={self.silence_start_step}: expected a step >= 0")
         with open_dict(self.cfg):
             self.cfg.decoding = self._resolve_decoding_cfg(self.cfg.get("decoding"))
         self._build_decoding(self.cfg.decoding)
         self.setup_optimization_flags()  # skip_nan_grad etc., read from cfg by ASRModel
         self.setup_adapters()
         self.nonfinite_guard = checks.NonFiniteGuard()
+
+    def _seconds_range(self, value, field: str) -> int | tuple[int, int]:
+        """Seconds (a number, or a [min, max] pair drawn from per use) -> samples, checked and named in errors."""
+        if isinstance(value, (int, float)):
+            if value < 0:
+                raise ValueError(f"{field}={value}: expected seconds >= 0")
+            return int(value * self.cfg.sample_rate)
+        bounds = list(value)
+        if len(bounds) != 2 or not 0 <= bounds[0] <= bounds[1]:
+            raise ValueError(f"{field}={bounds}: expected seconds, or [min, max] with 0 <= min <= max")
+        return int(bounds[0] * self.cfg.sample_rate), int(bounds[1] * self.cfg.sample_rate)
 
     # ------------------------------------------------------------------ decoding
     def _resolve_decoding_cfg(self, decoding_cfg) -> DictConfig:
@@ -295,6 +318,8 @@ class AlignerEncoderModel(ASRModel, ExportableEncDecModel, ASRBPEMixin, ASRModul
                 self.concat_gap_samples,
                 max_joined=self.concat_max_joined,
             )
+        if self.silence_prob > 0 and self.global_step >= self.silence_start_step:  # after joining: ends only
+            signal, signal_len = pad_silence(signal, signal_len, self.silence_prob, *self.silence_samples)
         encoded, encoded_len = self.forward(input_signal=signal, input_signal_length=signal_len)
         pred = self.prediction_states(transcript, transcript_len)  # once, also for the intermediate aligner loss
         aligner_loss = self.compute_loss(encoded, encoded_len, transcript, transcript_len, pred=pred)

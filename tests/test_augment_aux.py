@@ -5,7 +5,7 @@ import torch
 
 from conftest import tiny_cfg
 from nemo_aligner_plugin import AlignerEncoderModel
-from nemo_aligner_plugin.augment import concatenate_utterances
+from nemo_aligner_plugin.augment import concatenate_utterances, pad_silence
 
 
 @pytest.mark.unit
@@ -63,6 +63,97 @@ def test_concatenate_utterances_groups_use_every_utterance_once_in_order():
             seen += ids
         assert sorted(seen) == list(range(1, batch + 1))
     assert sizes == {2, 3}
+
+
+@pytest.mark.unit
+def test_concatenate_utterances_draws_each_gap_from_the_range():
+    """gap_samples=(0, 4): every join keeps both utterances whole, with 0..4 zeros between; some joins have none."""
+    batch = 8
+    audio, audio_lens = torch.arange(1, batch + 1, dtype=torch.float)[:, None].repeat(1, 5), torch.full((batch,), 5)
+    tokens, token_lens = torch.arange(1, batch + 1)[:, None], torch.ones(batch, dtype=torch.long)
+    gaps = []
+    for seed in range(30):
+        a, al, t, tl = concatenate_utterances(
+            audio, audio_lens, tokens, token_lens, 1.0, (0, 4), generator=torch.Generator().manual_seed(seed)
+        )
+        for row in range(a.size(0)):
+            first, second = t[row, : tl[row]].tolist()
+            samples = a[row, : al[row]]
+            gap = int(al[row]) - 10
+            assert torch.equal(samples[:5], audio[first - 1]) and torch.equal(samples[5 + gap :], audio[second - 1])
+            assert not samples[5 : 5 + gap].any()
+            gaps.append(gap)
+    assert min(gaps) == 0 and max(gaps) == 4 and len(set(gaps)) == 5
+
+
+@pytest.mark.unit
+def test_pad_silence_puts_zeros_only_around_the_chosen_rows():
+    audio = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 0.0], [6.0, 0.0, 0.0], [7.0, 8.0, 9.0]])
+    audio_lens = torch.tensor([3, 2, 1, 3])
+    padded, unchanged = 0, 0
+    for seed in range(40):
+        a, al = pad_silence(audio, audio_lens, 0.5, 1, 3, generator=torch.Generator().manual_seed(seed))
+        for b in range(4):
+            row = a[b, : al[b]]
+            speech = audio[b, : audio_lens[b]]
+            start = int((row != 0).nonzero()[0])  # the test's speech samples are never 0
+            assert torch.equal(row[start : start + len(speech)], speech) and not row[:start].any()
+            end = len(row) - start - len(speech)
+            assert not row[start + len(speech) :].any()
+            if (start, end) == (0, 0):
+                unchanged += 1
+            else:
+                assert 1 <= start <= 3 and 1 <= end <= 3
+                padded += 1
+    assert 0.35 < padded / (padded + unchanged) < 0.65
+    assert pad_silence(audio, audio_lens, 0.0, 1, 3)[0] is audio
+
+
+@pytest.mark.unit
+def test_silence_padding_follows_concatenation_and_starts_at_its_step(tokenizer_dir, monkeypatch):
+    """Joined rows get silence at their ends only: every row still starts or ends with its own audio in between."""
+    cfg = tiny_cfg(
+        tokenizer_dir,
+        model={
+            "concat_utterances": {"fraction": 1.0, "mode": "in_batch", "gap_seconds": 0.0},
+            "silence_padding": {"prob": 1.0, "min_seconds": 0.01, "max_seconds": 0.01, "start_step": 2},
+        },
+    )
+    model = AlignerEncoderModel(cfg.model)
+    seen = []
+
+    def record(input_signal, input_signal_length):
+        seen.append((input_signal.clone(), input_signal_length.clone()))
+        raise StopIteration
+
+    monkeypatch.setattr(model, "forward", record)
+    audio = torch.rand(4, 1600) + 0.5  # never 0, so zeros are added silence
+    batch = (audio, torch.full((4,), 1600), torch.ones(4, 3, dtype=torch.long), torch.full((4,), 3))
+    pad = int(0.01 * cfg.model.sample_rate)
+    for step in range(3):
+        monkeypatch.setattr(type(model), "global_step", property(lambda self, step=step: step))
+        with pytest.raises(StopIteration):
+            model.training_step(batch, 0)
+    assert [lens.tolist() for _, lens in seen] == [[3200, 3200], [3200, 3200], [3200 + 2 * pad] * 2]
+    row = seen[2][0][0]
+    assert not row[:pad].any() and not row[-pad:].any() and bool((row[pad:-pad] != 0).all())
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    "section, values, field",
+    [
+        ("silence_padding", {"prob": 1.5}, "silence_padding.prob"),
+        ("silence_padding", {"prob": 0.5, "min_seconds": 0.3, "max_seconds": 0.1}, "silence_padding.min/max"),
+        ("silence_padding", {"prob": 0.5, "start_step": -1}, "silence_padding.start_step"),
+        ("concat_utterances", {"gap_seconds": -0.1}, "concat_utterances.gap_seconds"),
+        ("concat_utterances", {"gap_seconds": [0.2, 0.1]}, "concat_utterances.gap_seconds"),
+    ],
+)
+def test_silence_and_gap_bad_values_are_named(tokenizer_dir, section, values, field):
+    cfg = tiny_cfg(tokenizer_dir, model={section: values})
+    with pytest.raises(ValueError, match=field.replace(".", r"\.")):
+        AlignerEncoderModel(cfg.model)
 
 
 @pytest.mark.unit
