@@ -27,10 +27,21 @@ def test_baselines_share_everything_but_the_head_with_the_aligner(name):
     cfg = _compose(name)
     model = baseline_model_config(cfg)
     shared = OmegaConf.to_container(aligner.model, resolve=True)
-    for key in ("preprocessor", "spec_augment", "encoder", "optim", "train_ds", "validation_ds", "tokenizer"):
+    for key in ("preprocessor", "spec_augment", "encoder", "optim", "validation_ds", "tokenizer"):
         assert OmegaConf.to_container(model[key]) == shared[key], key
+    train_ds = OmegaConf.to_container(model.train_ds)
+    silence = train_ds.pop("augmentor")["silence"]  # NeMo's perturbation stands in for the plugin's silence_padding
+    assert train_ds == shared["train_ds"]
+    padding = shared["silence_padding"]
+    assert silence == {
+        "prob": padding["prob"],
+        "min_start_silence_secs": padding["min_seconds"],
+        "max_start_silence_secs": padding["max_seconds"],
+        "min_end_silence_secs": padding["min_seconds"],
+        "max_end_silence_secs": padding["max_seconds"],
+    }
     assert cfg.trainer == aligner.trainer
-    assert "aux_ctc" not in model and "concat_utterances" not in model
+    assert "aux_ctc" not in model and "concat_utterances" not in model and "silence_padding" not in model
     assert model.decoder._target_ == cfg.head.decoder._target_
     assert "prednet" not in model.decoder or name == "rnnt_demo"  # replaced, not merged into the aligner's
 
