@@ -80,7 +80,8 @@ def concatenate_utterances(
         a, t = [], []
         for position, i in enumerate(group):
             if position:
-                a.append(audio.new_zeros(int(torch.randint(low, high + 1, (), generator=generator))))
+                gap = low if low == high else int(torch.randint(low, high + 1, (), generator=generator))
+                a.append(audio.new_zeros(gap))  # a fixed gap draws nothing: runs with one keep their random stream
             a.append(audio[i, : audio_lens[i]])
             t.append(tokens[i, : token_lens[i]])
         a, t = torch.cat(a), torch.cat(t)
