@@ -74,7 +74,7 @@ def concatenate_utterances(
     joined = {i for group in groups for i in group}
     rows = [[i] for i in range(batch) if i not in joined] + groups
 
-    new_audio, new_audio_lens, new_tokens, new_token_lens = [], [], [], []
+    new_audio, new_tokens = [], []
     low, high = (gap_samples, gap_samples) if isinstance(gap_samples, int) else gap_samples
     for group in rows:
         a, t = [], []
@@ -84,18 +84,9 @@ def concatenate_utterances(
                 a.append(audio.new_zeros(gap))  # a fixed gap draws nothing: runs with one keep their random stream
             a.append(audio[i, : audio_lens[i]])
             t.append(tokens[i, : token_lens[i]])
-        a, t = torch.cat(a), torch.cat(t)
-        new_audio.append(a)
-        new_tokens.append(t)
-        new_audio_lens.append(a.numel())
-        new_token_lens.append(t.numel())
-    pad = torch.nn.utils.rnn.pad_sequence
-    return (
-        pad(new_audio, batch_first=True),
-        torch.tensor(new_audio_lens, device=audio_lens.device, dtype=audio_lens.dtype),
-        pad(new_tokens, batch_first=True),
-        torch.tensor(new_token_lens, device=token_lens.device, dtype=token_lens.dtype),
-    )
+        new_audio.append(torch.cat(a))
+        new_tokens.append(torch.cat(t))
+    return (*_pad_rows(new_audio, audio_lens), *_pad_rows(new_tokens, token_lens))
 
 
 def pad_silence(
@@ -121,5 +112,10 @@ def pad_silence(
     for b in range(batch):
         start, end = int(lengths[b, 0]), int(lengths[b, 1])
         rows.append(torch.cat([audio.new_zeros(start), audio[b, : audio_lens[b]], audio.new_zeros(end)]))
-    new_lens = torch.tensor([r.numel() for r in rows], device=audio_lens.device, dtype=audio_lens.dtype)
-    return torch.nn.utils.rnn.pad_sequence(rows, batch_first=True), new_lens
+    return _pad_rows(rows, audio_lens)
+
+
+def _pad_rows(rows: list[torch.Tensor], lens_like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows of different lengths -> (B, max) zero-padded and their lengths (with ``lens_like``'s device and dtype)."""
+    lens = torch.tensor([r.numel() for r in rows], device=lens_like.device, dtype=lens_like.dtype)
+    return torch.nn.utils.rnn.pad_sequence(rows, batch_first=True), lens
