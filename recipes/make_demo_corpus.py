@@ -17,7 +17,9 @@ Output layout (``--out DIR``)::
 
 Splits: ``train``/``dev`` share a voice pool; ``test`` uses unseen sentences *and* held-out
 voices; ``test_long`` joins 2-3 unseen sentences into one utterance (about twice the longest
-training utterance) to probe length generalisation.
+training utterance) to probe length generalisation: espeak-ng reads them as sentences, with the pause
+and falling pitch at each sentence end. ``test_long_nopause`` is the same texts, voices and noise read
+as one run-on sentence (no pause between the sentences): the harder case.
 
 Usage::
 
@@ -41,13 +43,15 @@ import time
 import wave
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 SAMPLE_RATE = 16000
-SPLITS = ("train", "dev", "test", "test_long")
+SPLITS = ("train", "dev", "test", "test_long", "test_long_nopause")
+# Bumped when the same args would synthesize different audio, so that an older corpus is rebuilt, not reused.
+CORPUS_VERSION = 2
 ALLOWED_TEXT = re.compile(r"^[a-z']+( [a-z']+)*$")
 META_KEYS = ("audio_filepath", "voice", "rate", "pitch", "snr_db", "noise_seed", "spoken")
 
@@ -352,7 +356,7 @@ class Utterance:
     split: str
     index: int
     text: str  # manifest transcript
-    spoken: str  # what espeak reads (sentences joined with ". " for test_long)
+    spoken: str  # what espeak reads (test_long: "Sentence one. Sentence two."; see ``spoken_sentences``)
     voice: str
     rate: int
     pitch: int
@@ -412,7 +416,7 @@ def plan_corpus(
         "test_long": generate_long_texts(rng, num_test_long, exclude=seen),
     }
     utts: list[Utterance] = []
-    for split in SPLITS:
+    for split in ("train", "dev", "test", "test_long"):
         prng = random.Random(f"{seed}-{split}")
         pool = test_voices if split.startswith("test") else train_voices
         for i, group in enumerate(texts[split]):
@@ -421,7 +425,7 @@ def plan_corpus(
                     split=split,
                     index=i,
                     text=" ".join(group),
-                    spoken=". ".join(group),
+                    spoken=spoken_sentences(group),
                     voice=prng.choice(pool),
                     rate=prng.randint(140, 200),
                     pitch=prng.randint(30, 70),
@@ -429,7 +433,21 @@ def plan_corpus(
                     noise_seed=prng.randrange(2**32),
                 )
             )
-    return utts, {"train": train_voices, "dev": train_voices, "test": test_voices, "test_long": test_voices}
+    # The same utterances read straight on: only the pauses and sentence prosody differ from test_long.
+    utts += [replace(u, split="test_long_nopause", spoken=u.text) for u in utts if u.split == "test_long"]
+    pools = {"train": train_voices, "dev": train_voices}
+    return utts, {**pools, **{s: test_voices for s in SPLITS if s.startswith("test")}}
+
+
+def spoken_sentences(group: Sequence[str]) -> str:
+    """What espeak-ng reads for a group of sentences: one sentence stays as it is (the train/dev/test text).
+
+    Several are capitalized and end in a full stop. espeak-ng ends a sentence only at a full stop followed by a
+    capital letter (or a line break): "four. text" is read on without a pause, "four. Text" with one.
+    """
+    if len(group) == 1:
+        return group[0]
+    return " ".join(s[:1].upper() + s[1:] + "." for s in group)
 
 
 def train_tokenizer(texts: Sequence[str], out_dir: Path, vocab_size: int) -> int:
@@ -478,6 +496,7 @@ def build_corpus(
         "num_test": num_test,
         "num_test_long": num_test_long,
         "vocab_size": vocab_size,
+        "corpus_version": CORPUS_VERSION,
     }
     info_path = out / "corpus_info.json"
     if not force and info_path.exists():
@@ -554,7 +573,7 @@ def build_corpus(
     print(f"Done in {info['build_seconds']:.1f}s -> {out}")
     for split, s in splits_info.items():
         print(
-            f"  {split:9s} {s['num_utterances']:6d} utts {s['hours']:7.3f} h "
+            f"  {split:17s} {s['num_utterances']:6d} utts {s['hours']:7.3f} h "
             f"(mean {s['mean_duration']:.2f}s, max {s['max_duration']:.2f}s, {len(s['voices_used'])} voices)"
         )
     print(f"  tokenizer: {actual_vocab} pieces")

@@ -27,7 +27,10 @@ import jiwer
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = REPO / "recipes"
-SPLITS = ("dev", "test", "test_long", "test_padded")
+SPLITS = ("dev", "test", "test_long", "test_long_nopause", "test_padded")
+# An aligner also transcribes these with its long-form chunking (the config's ``longform`` section, enabled): the
+# paper's answer to audio longer than the model can align in one piece.
+LONGFORM_SPLITS = ("test_long", "test_long_nopause")
 # test_padded: the test utterances with this much digital silence before and after. The corpus is trimmed to the
 # speech, and a model that only saw trimmed audio can fail on audio that is not (docs/demo.md).
 PAD_SECONDS = 0.25
@@ -59,6 +62,20 @@ def ensure_espeak() -> None:
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
     subprocess.run(["apt-get", "install", "-y", "-qq", "espeak-ng"], check=True, env=env)
+
+
+def corpus_is_current(corpus: Path) -> bool:
+    """Built by this version of make_demo_corpus.py, all splits there; if not, stage 1 builds it again."""
+    sys.path.insert(0, str(RECIPES))
+    from make_demo_corpus import CORPUS_VERSION
+    from make_demo_corpus import SPLITS as CORPUS_SPLITS
+
+    try:
+        info = json.loads((corpus / "corpus_info.json").read_text())
+    except (OSError, ValueError):
+        return False
+    current = info.get("args", {}).get("corpus_version") == CORPUS_VERSION
+    return current and all((corpus / f"{split}_manifest.json").exists() for split in CORPUS_SPLITS)
 
 
 def run(args: list[str]) -> None:
@@ -147,7 +164,7 @@ def evaluate(model_path: Path, corpus: Path, out_dir: Path) -> tuple[dict, dict]
     (``decoding.beam`` of its config: the paper's width 6 with label-smoothing debiasing) as ``wer_beam``.
     """
     sys.path.insert(0, str(RECIPES))
-    from omegaconf import OmegaConf
+    from omegaconf import OmegaConf, open_dict
     from probe_joined_length import join_manifest
     from transcribe_aligner import TranscriptionConfig, load_model, read_manifest, write_manifest
     from transcribe_aligner import run as transcribe
@@ -191,6 +208,14 @@ def evaluate(model_path: Path, corpus: Path, out_dir: Path) -> tuple[dict, dict]
             metrics, _ = score(split, "_beam")
             results[split].update(wer_beam=round(metrics["wer"], 4), cer_beam=round(metrics["cer"], 4))
         model.change_decoding_strategy(greedy, verbose=False)
+        plain = model.cfg.get("longform")
+        with open_dict(model.cfg):
+            model.cfg.longform = {**(OmegaConf.to_container(plain) if plain is not None else {}), "enabled": True}
+        for split in LONGFORM_SPLITS:
+            metrics, _ = score(split, "_longform")
+            results[split].update(wer_longform=round(metrics["wer"], 4), cer_longform=round(metrics["cer"], 4))
+        with open_dict(model.cfg):
+            model.cfg.longform = plain
     return results, decode_ms_per_batch(model, corpus / "test_manifest.json")
 
 
@@ -284,32 +309,42 @@ def write_report(out_dir: Path, report: dict) -> Path:
         lines.append(f"- aligning layer: {a.get('aligning_layer')}{head} (diagonality {score:.3f}), plot: `{a['png']}`")
     lines += [
         "",
-        "| split | utterances | WER greedy | CER greedy | WER beam | CER beam | greedy WER by reference words |",
-        "|---|---|---|---|---|---|---|",
+        "| split | utterances | WER greedy | CER greedy | WER beam | CER beam | WER long-form "
+        "| greedy WER by reference words |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for split, r in report["splits"].items():
         buckets = ", ".join(f"{k}: {v:.3f}" for k, v in r["wer_by_words"].items())
         beam = f"{r['wer_beam']:.4f} | {r['cer_beam']:.4f}" if "wer_beam" in r else "- | -"
-        lines.append(f"| {split} | {r['utterances']} | {r['wer']:.4f} | {r['cer']:.4f} | {beam} | {buckets} |")
+        chunked = f"{r['wer_longform']:.4f}" if "wer_longform" in r else "-"
+        lines.append(
+            f"| {split} | {r['utterances']} | {r['wer']:.4f} | {r['cer']:.4f} | {beam} | {chunked} | {buckets} |"
+        )
     lines.append("\nbeam: the config's `decoding.beam` (paper: width 6, label-smoothing debiasing).")
     lines.append(
-        f"test_padded: the test utterances with {PAD_SECONDS} s of silence before and after (the corpus is trimmed)."
+        "long-form: greedy, audio longer than the config's `longform.chunk_seconds` transcribed in chunks (its "
+        "`longform` section, enabled; docs/longform.md)."
+    )
+    lines.append(
+        "test_long: 2-3 unseen sentences read as sentences (a pause at each end); test_long_nopause: the same read "
+        f"straight on. test_padded: the test utterances with {PAD_SECONDS} s of silence before and after (the corpus "
+        "is trimmed)."
     )
     if report.get("systems"):
         lines += [
             "",
             "## Side by side (same corpus, encoder, optimizer and budget)",
             "",
-            "| system (greedy) | dev WER | test WER | test_long WER | test_padded WER | steps | train min | encoder ms "
-            "| decode ms |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "| system (greedy) | dev WER | test WER | test_long WER | test_long_nopause WER | test_padded WER | steps "
+            "| train min | encoder ms | decode ms |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for name, r in report["systems"].items():
             t, d, sp = r.get("training") or {}, r["decode"], r["splits"]
             minutes = f"{t['minutes']:.1f}" if t.get("minutes") is not None else "?"
             lines.append(
                 f"| {name} | {sp['dev']['wer']:.4f} | {sp['test']['wer']:.4f} | {sp['test_long']['wer']:.4f} | "
-                f"{sp['test_padded']['wer']:.4f} | "
+                f"{sp['test_long_nopause']['wer']:.4f} | {sp['test_padded']['wer']:.4f} | "
                 f"{t.get('global_step', '?')} | {minutes} | {d['encoder_ms']} | {d['decode_ms']} |"
             )
         first = next(iter(report["systems"].values()))["decode"]
@@ -354,7 +389,7 @@ def main(argv: list[str] | None = None) -> None:
     start = time.perf_counter()
     work = args.work_dir.resolve()
     corpus = work / ("corpus_smoke" if args.smoke else "corpus")
-    if len(given) < len(systems) or not (corpus / "test_manifest.json").exists():
+    if len(given) < len(systems) or not corpus_is_current(corpus):
         ensure_espeak()
         log(f"stage 1/4: corpus -> {corpus}")
         run(
@@ -380,7 +415,7 @@ def main(argv: list[str] | None = None) -> None:
             model_path = Path(summary["nemo_path"])
         log(
             f"stage 3/4: {system}: transcribing dev, test (unseen voices and sentences), test_long (~2x longer), "
-            f"test_padded (test with {PAD_SECONDS} s of silence around)"
+            f"test_long_nopause (the same without pauses), test_padded (test with {PAD_SECONDS} s of silence around)"
         )
         splits, decode = evaluate(model_path, corpus, model_path.parent)
         results[system] = {"model": str(model_path), "training": summary, "splits": splits, "decode": decode}

@@ -17,7 +17,7 @@ import pytest
 from conftest import REPO
 
 SCRIPT = REPO / "recipes" / "make_demo_corpus.py"
-SPLITS = ("train", "dev", "test", "test_long")
+SPLITS = ("train", "dev", "test", "test_long", "test_long_nopause")
 TINY_ARGS = "--seed 7 --num-train 12 --num-dev 4 --num-test 4 --num-test-long 2 --vocab-size 40".split()
 needs_espeak = pytest.mark.skipif(
     shutil.which("espeak-ng") is None, reason="espeak-ng not installed (apt-get install espeak-ng)"
@@ -55,6 +55,12 @@ def _voices(out: Path, split: str) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- pure python
+@pytest.mark.unit
+def test_spoken_sentences_end_each_sentence_for_espeak():
+    assert mdc.spoken_sentences(["wake me up at four"]) == "wake me up at four"
+    assert mdc.spoken_sentences(["wake me up at four", "text dad"]) == "Wake me up at four. Text dad."
+
+
 @pytest.mark.unit
 def test_generate_sentences_deterministic_and_clean():
     a = mdc.generate_sentences(random.Random(3), 500)
@@ -99,16 +105,29 @@ def test_plan_holds_out_test_sentences_and_voices():
         (u.text, u.voice, u.rate, u.pitch, u.snr_db) for u in again
     ]
     by = {s: [u for u in utts if u.split == s] for s in SPLITS}
-    assert [len(by[s]) for s in SPLITS] == [100, 20, 20, 10]
+    assert [len(by[s]) for s in SPLITS] == [100, 20, 20, 10, 10]
     seen_text = {u.text for s in ("train", "dev") for u in by[s]}
     assert not seen_text & {u.text for u in by["test"]}
     assert not set(pools["train"]) & set(pools["test"])
     assert {u.voice for u in by["test"] + by["test_long"]} <= set(pools["test"])
     assert {u.voice for u in by["train"] + by["dev"]} <= set(pools["train"])
-    for u in by["test_long"]:
-        assert u.spoken.count(". ") in (1, 2)  # 2-3 sentences
+    for u, run_on in zip(by["test_long"], by["test_long_nopause"], strict=True):
+        sentences = u.spoken.removesuffix(".").split(". ")
+        assert len(sentences) in (2, 3) and all(s[0].isupper() for s in sentences)
+        assert " ".join(s[0].lower() + s[1:] for s in sentences) == u.text
         assert len(u.text.split()) >= 20
-        assert not any(part in seen_text for part in u.spoken.split(". "))
+        assert not any(s.lower() in seen_text for s in sentences)
+        # the same utterance read straight on: only what espeak reads differs
+        assert run_on.spoken == run_on.text == u.text
+        assert (run_on.index, run_on.voice, run_on.rate, run_on.pitch, run_on.snr_db, run_on.noise_seed) == (
+            u.index,
+            u.voice,
+            u.rate,
+            u.pitch,
+            u.snr_db,
+            u.noise_seed,
+        )
+    assert all(u.spoken == u.text for s in ("train", "dev", "test") for u in by[s])
     for u in utts:
         assert 140 <= u.rate <= 200 and 30 <= u.pitch <= 70 and 25 <= u.snr_db <= 40
 
@@ -141,7 +160,7 @@ def tiny_corpus(tmp_path_factory):
 @pytest.mark.unit
 @needs_espeak
 def test_manifests_and_wavs(tiny_corpus):
-    sizes = {"train": 12, "dev": 4, "test": 4, "test_long": 2}
+    sizes = {"train": 12, "dev": 4, "test": 4, "test_long": 2, "test_long_nopause": 2}
     for split, n in sizes.items():
         rows = _read_manifest(tiny_corpus / f"{split}_manifest.json")
         assert len(rows) == n
@@ -170,6 +189,23 @@ def test_held_out_sentences_voices_and_long_durations(tiny_corpus):
     dur = {s: [r["duration"] for r in _read_manifest(tiny_corpus / f"{s}_manifest.json")] for s in SPLITS}
     mean = {s: sum(d) / len(d) for s, d in dur.items()}
     assert mean["test_long"] > 1.5 * mean["train"]
+    assert texts["test_long"] == texts["test_long_nopause"]
+    for paused, run_on in zip(dur["test_long"], dur["test_long_nopause"], strict=True):
+        assert paused > run_on + 0.2  # espeak-ng paused at the sentence ends (it does not after "four. text")
+
+
+@pytest.mark.unit
+@needs_espeak
+def test_older_corpus_version_is_rebuilt_not_reused(tiny_corpus, tmp_path):
+    old = tmp_path / "old"
+    shutil.copytree(tiny_corpus, old)
+    info = json.loads((old / "corpus_info.json").read_text())
+    del info["args"]["corpus_version"]  # as written before test_long read its sentences as sentences
+    (old / "corpus_info.json").write_text(json.dumps(info))
+    proc = _run(old, *TINY_ARGS)
+    assert proc.returncode == 0, proc.stderr
+    assert "skipping" not in proc.stdout
+    assert json.loads((old / "corpus_info.json").read_text())["args"]["corpus_version"] == mdc.CORPUS_VERSION
 
 
 @pytest.mark.unit
