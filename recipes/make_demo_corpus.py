@@ -416,7 +416,7 @@ def plan_corpus(
         "test_long": generate_long_texts(rng, num_test_long, exclude=seen),
     }
     utts: list[Utterance] = []
-    for split in ("train", "dev", "test", "test_long"):
+    for split in texts:  # test_long_nopause is derived from test_long below
         prng = random.Random(f"{seed}-{split}")
         pool = test_voices if split.startswith("test") else train_voices
         for i, group in enumerate(texts[split]):
@@ -474,6 +474,16 @@ def _stats(durs: list[float]) -> dict[str, float]:
     }
 
 
+def current_corpus_info(out: Path) -> dict | None:
+    """corpus_info.json of a complete corpus in ``out`` built by this ``CORPUS_VERSION``, else None."""
+    info_path = Path(out) / "corpus_info.json"
+    if not info_path.exists():
+        return None
+    info = json.loads(info_path.read_text())
+    complete = all((Path(out) / f"{s}_manifest.json").exists() for s in SPLITS)
+    return info if complete and info.get("args", {}).get("corpus_version") == CORPUS_VERSION else None
+
+
 def build_corpus(
     out: Path | str,
     seed: int = 0,
@@ -499,11 +509,10 @@ def build_corpus(
         "corpus_version": CORPUS_VERSION,
     }
     info_path = out / "corpus_info.json"
-    if not force and info_path.exists():
-        info = json.loads(info_path.read_text())
-        if info.get("args") == args and all((out / f"{s}_manifest.json").exists() for s in SPLITS):
-            print(f"Corpus in {out} already built with the same args; skipping (use --force to rebuild).")
-            return info
+    info = None if force else current_corpus_info(out)
+    if info is not None and info.get("args") == args:
+        print(f"Corpus in {out} already built with the same args; skipping (use --force to rebuild).")
+        return info
     if shutil.which(espeak) is None:
         raise SystemExit(f"error: '{espeak}' not found on PATH. Install it with: apt-get install espeak-ng")
     # Remove only what this script writes, never the whole directory.

@@ -64,20 +64,6 @@ def ensure_espeak() -> None:
     subprocess.run(["apt-get", "install", "-y", "-qq", "espeak-ng"], check=True, env=env)
 
 
-def corpus_is_current(corpus: Path) -> bool:
-    """Built by this version of make_demo_corpus.py, all splits there; if not, stage 1 builds it again."""
-    sys.path.insert(0, str(RECIPES))
-    from make_demo_corpus import CORPUS_VERSION
-    from make_demo_corpus import SPLITS as CORPUS_SPLITS
-
-    try:
-        info = json.loads((corpus / "corpus_info.json").read_text())
-    except (OSError, ValueError):
-        return False
-    current = info.get("args", {}).get("corpus_version") == CORPUS_VERSION
-    return current and all((corpus / f"{split}_manifest.json").exists() for split in CORPUS_SPLITS)
-
-
 def run(args: list[str]) -> None:
     """Run a recipe with our interpreter; its output streams to the terminal (progress bars included)."""
     subprocess.run([sys.executable, *args], check=True, cwd=REPO)
@@ -166,7 +152,7 @@ def evaluate(model_path: Path, corpus: Path, out_dir: Path) -> tuple[dict, dict]
     sys.path.insert(0, str(RECIPES))
     from omegaconf import OmegaConf, open_dict
     from probe_joined_length import join_manifest
-    from transcribe_aligner import TranscriptionConfig, load_model, read_manifest, write_manifest
+    from transcribe_aligner import TranscriptionConfig, load_model, read_manifest, set_longform, write_manifest
     from transcribe_aligner import run as transcribe
 
     from nemo_aligner_plugin import AlignerEncoderModel
@@ -209,8 +195,7 @@ def evaluate(model_path: Path, corpus: Path, out_dir: Path) -> tuple[dict, dict]
             results[split].update(wer_beam=round(metrics["wer"], 4), cer_beam=round(metrics["cer"], 4))
         model.change_decoding_strategy(greedy, verbose=False)
         plain = model.cfg.get("longform")
-        with open_dict(model.cfg):
-            model.cfg.longform = {**(OmegaConf.to_container(plain) if plain is not None else {}), "enabled": True}
+        set_longform(model, {"enabled": True})
         for split in LONGFORM_SPLITS:
             metrics, _ = score(split, "_longform")
             results[split].update(wer_longform=round(metrics["wer"], 4), cer_longform=round(metrics["cer"], 4))
@@ -389,7 +374,10 @@ def main(argv: list[str] | None = None) -> None:
     start = time.perf_counter()
     work = args.work_dir.resolve()
     corpus = work / ("corpus_smoke" if args.smoke else "corpus")
-    if len(given) < len(systems) or not corpus_is_current(corpus):
+    sys.path.insert(0, str(RECIPES))
+    from make_demo_corpus import current_corpus_info
+
+    if len(given) < len(systems) or current_corpus_info(corpus) is None:
         ensure_espeak()
         log(f"stage 1/4: corpus -> {corpus}")
         run(

@@ -107,13 +107,18 @@ def load_model(cfg: TranscriptionConfig) -> ASRModel:
             raise ValueError(f"decoding=... takes aligner decoding options; {type(model).__name__} is not an aligner")
         model.change_decoding_strategy({**OmegaConf.to_container(model.cfg.decoding), **cfg.decoding})
     if cfg.longform:
-        if not isinstance(model, AlignerEncoderModel):
-            raise ValueError(f"longform=... takes aligner long-form options; {type(model).__name__} is not an aligner")
-        section = {**OmegaConf.to_container(model.cfg.get("longform") or OmegaConf.create({})), **cfg.longform}
-        longform_config(section)  # a bad value is named here, before any audio is read
-        with open_dict(model.cfg):
-            model.cfg.longform = section
+        set_longform(model, cfg.longform)
     return model.eval()
+
+
+def set_longform(model: ASRModel, overrides: dict[str, Any]) -> None:
+    """Merge ``overrides`` into the aligner's ``longform`` config section (checked before any audio is read)."""
+    if not isinstance(model, AlignerEncoderModel):
+        raise ValueError(f"longform=... takes aligner long-form options; {type(model).__name__} is not an aligner")
+    section = {**OmegaConf.to_container(model.cfg.get("longform") or OmegaConf.create({})), **overrides}
+    longform_config(section)  # a bad value is named here
+    with open_dict(model.cfg):
+        model.cfg.longform = section
 
 
 def text_of(hypothesis) -> str:
