@@ -491,7 +491,7 @@ def build_corpus(
     num_dev: int = 200,
     num_test: int = 200,
     num_test_long: int = 100,
-    vocab_size: int = 128,
+    vocab_size: int = 32,
     workers: int = 2,
     force: bool = False,
     espeak: str = "espeak-ng",
@@ -614,7 +614,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument(
         "--num-test-long", type=_int_range("--num-test-long", 0, 100_000), default=100, help="~2x-long utterances"
     )
-    p.add_argument("--vocab-size", type=_int_range("--vocab-size", 32, 8192), default=128, help="BPE pieces")
+    p.add_argument(
+        "--vocab-size",
+        type=_int_range("--vocab-size", 32, 8192),
+        default=32,
+        help="BPE pieces (32: about one per character, which the demo aligner learns best; docs/demo.md)",
+    )
     p.add_argument("--workers", type=_int_range("--workers", 1, 256), default=2, help="parallel espeak-ng jobs")
     p.add_argument("--force", action="store_true", help="rebuild even if an identical corpus exists")
     a = p.parse_args(argv)
