@@ -10,7 +10,9 @@ normalization), the Conformer layers see fixed chunks of subsampled frames (batc
 a chunk), and decoding runs chunk after chunk: each chunk is read from its first frame until EOS or its
 end, then the next chunk starts. What the prediction network knows at a chunk start is the ``mode``:
 ``prime`` (the paper's best: reset, then feed the last emitted tokens), ``reset_only`` or ``carry_state``
-(the paper saw deletions with it). Audio that fits one chunk gives exactly the plain greedy result.
+(the paper saw deletions with it). Each chunk is decoded with the model's strategy, greedy or beam (beams
+end at a chunk's end: the next chunk continues from the best). Audio that fits one chunk gives exactly the
+plain result.
 
 Where a chunk ends is the ``boundary``: ``fixed`` (the paper: every ``chunk_seconds``) or ``pause`` (the end
 of the quietest stretch in the chunk's last ``pause_search_seconds``, so that cuts fall between words and
@@ -19,6 +21,7 @@ sentences rather than inside them and the next chunk starts with speech; chunks 
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import contextmanager
@@ -31,8 +34,10 @@ from nemo.collections.asr.parts.preprocessing.segment import AudioSegment
 from nemo.collections.asr.parts.utils.rnnt_utils import Hypothesis
 
 from nemo_aligner_plugin.augment import reverse_within_length
-from nemo_aligner_plugin.decoding.greedy import DecoderState, GreedyBatchConfig, greedy_batch
+from nemo_aligner_plugin.decoding.beam import beam_search
+from nemo_aligner_plugin.decoding.greedy import BatchedHyps, DecoderState, GreedyBatchConfig, greedy_batch
 from nemo_aligner_plugin.decoding.nonar import nonar_greedy
+from nemo_aligner_plugin.decoding.strategies import strategy_options
 
 __all__ = [
     "LongformConfig",
@@ -45,6 +50,7 @@ __all__ = [
     "encode_chunked",
     "decode_chunked",
     "decode_chunked_batch",
+    "chunk_search",
     "load_audio",
     "transcribe_longform",
     "transcribe_routed",
@@ -356,13 +362,37 @@ START_STATES: dict[str, Callable[..., Optional[DecoderState]]] = {
 }
 
 
-def decode_chunked_batch(model, encoding: ChunkedEncoding, cfg: LongformConfig) -> list[Hypothesis]:
-    """Greedy decoding chunk by chunk, batched across utterances; token frames are global encoder frames.
+ChunkSearch = Callable[[torch.Tensor, torch.Tensor, Optional[DecoderState]], tuple[BatchedHyps, DecoderState]]
 
-    Step k decodes the k-th chunk of every utterance that has one; its start state comes from
-    ``START_STATES[cfg.mode]`` and the tokens emitted so far. A model decoding with ``nonar_greedy`` has no
-    prediction network: its chunks are independent, decoded all at once, and ``mode`` has no effect.
-    Text is left empty (see ``transcribe_longform``).
+
+def chunk_search(model) -> ChunkSearch:
+    """The model's decoding strategy as ``(chunks (B, C, D), lengths (B,), start state) -> (hyps, end state)``.
+
+    ``greedy_batch``, or ``beam`` (the config's ``decoding.beam``) keeping only the best hypothesis of each
+    chunk: the next chunk starts from its tokens and state, so beams do not cross a chunk boundary. A
+    ``max_tokens`` cap is per utterance in plain decoding and has no per-chunk meaning, so none is applied.
+    """
+    decoder, joint, eos_id = model.decoder, model.joint, model.eos_id
+    if model.cfg.decoding.strategy == "beam":
+        beam_cfg = dataclasses.replace(
+            strategy_options(model.cfg.decoding), max_tokens=None, return_best_hypothesis=True
+        )
+
+        def search(chunks: torch.Tensor, lens: torch.Tensor, state: Optional[DecoderState]):
+            hyps, end_state = beam_search(decoder, joint, chunks, lens, eos_id, beam_cfg, state)
+            return hyps.best(), end_state
+
+        return search
+    return lambda chunks, lens, state: greedy_batch(decoder, joint, chunks, lens, eos_id, GreedyBatchConfig(), state)
+
+
+def decode_chunked_batch(model, encoding: ChunkedEncoding, cfg: LongformConfig) -> list[Hypothesis]:
+    """Decoding chunk by chunk, batched across utterances; token frames are global encoder frames.
+
+    Step k decodes the k-th chunk of every utterance that has one, with the model's strategy (``chunk_search``:
+    greedy or beam); its start state comes from ``START_STATES[cfg.mode]`` and the tokens emitted so far. A
+    model decoding with ``nonar_greedy`` has no prediction network: its chunks are independent, decoded all at
+    once, and ``mode`` has no effect. Text is left empty (see ``transcribe_longform``).
     """
     num_chunks = encoding.num_chunks.tolist()
     owner = [b for b, n in enumerate(num_chunks) for _ in range(n)]  # utterance of each chunk
@@ -388,21 +418,14 @@ def decode_chunked_batch(model, encoding: ChunkedEncoding, cfg: LongformConfig) 
             record(list(range(len(owner))), hyps)
         else:
             firsts = list(itertools.accumulate(num_chunks, initial=0))[:-1]  # each utterance's first chunk
-            start_state = START_STATES[cfg.mode]
+            start_state, search = START_STATES[cfg.mode], chunk_search(model)
             for k in range(max(num_chunks, default=0)):
                 rows = [b for b, n in enumerate(num_chunks) if n > k]
                 chunk_ids = [firsts[b] + k for b in rows]
                 index = torch.tensor(chunk_ids, dtype=torch.long, device=encoding.encoder_out.device)
                 state = start_state(model, [progress[b] for b in rows], cfg)
-                hyps, end_state = greedy_batch(
-                    model.decoder,
-                    model.joint,
-                    encoding.encoder_out[index],
-                    encoding.encoder_out_lens[index.to(encoding.encoder_out_lens.device)],
-                    model.eos_id,
-                    GreedyBatchConfig(),
-                    state,
-                )
+                lens = encoding.encoder_out_lens[index.to(encoding.encoder_out_lens.device)]
+                hyps, end_state = search(encoding.encoder_out[index], lens, state)
                 record(chunk_ids, hyps)
                 h, c = end_state.lstm  # rows that emitted nothing come back unchanged
                 for i, b in enumerate(rows):

@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from nemo_aligner_plugin.decoding.beam import BeamHyps
 from nemo_aligner_plugin.decoding.greedy import BatchedHyps
-from nemo_aligner_plugin.decoding.strategies import STRATEGIES
+from nemo_aligner_plugin.decoding.strategies import STRATEGIES, strategy_options
 
 __all__ = ["AlignerBPEDecoding", "AlignerDecodingComputer", "to_hypotheses", "to_nbest_hypotheses"]
 
@@ -64,9 +64,7 @@ class AlignerDecodingComputer:
     def __init__(self, decoding_cfg: DictConfig, decoder, joint, eos_id: int):
         strategy = STRATEGIES[decoding_cfg.strategy]
         self.fn = strategy.fn
-        self.strategy_cfg = OmegaConf.to_object(
-            OmegaConf.merge(OmegaConf.structured(strategy.cfg_cls), decoding_cfg.get(strategy.cfg_key, {}))
-        )
+        self.strategy_cfg = strategy_options(decoding_cfg)
         self.decoder, self.joint, self.eos_id = decoder, joint, eos_id
 
     def __call__(

@@ -17,7 +17,7 @@ from nemo_aligner_plugin.decoding.beam import BeamConfig, beam_search
 from nemo_aligner_plugin.decoding.greedy import GreedyBatchConfig, greedy_batch
 from nemo_aligner_plugin.decoding.nonar import NonARGreedyConfig, nonar_greedy
 
-__all__ = ["STRATEGIES", "Strategy", "AlignerDecodingConfig", "normalize_decoding_cfg"]
+__all__ = ["STRATEGIES", "Strategy", "AlignerDecodingConfig", "normalize_decoding_cfg", "strategy_options"]
 
 
 class Strategy(NamedTuple):
@@ -86,3 +86,11 @@ def normalize_decoding_cfg(cfg: Optional[DictConfig | Mapping[str, Any]]) -> Dic
         raise ValueError(f"decoding.strategy={merged.strategy!r} is unknown; choose one of {sorted(STRATEGIES)}")
     OmegaConf.to_object(merged[STRATEGIES[merged.strategy].cfg_key])  # runs the dataclass's own checks
     return merged
+
+
+def strategy_options(decoding_cfg: DictConfig | Mapping[str, Any]) -> Any:
+    """The options dataclass of the config's strategy (e.g. ``BeamConfig``), defaults filled in and checked."""
+    strategy = STRATEGIES[decoding_cfg["strategy"]]
+    return OmegaConf.to_object(
+        OmegaConf.merge(OmegaConf.structured(strategy.cfg_cls), decoding_cfg.get(strategy.cfg_key) or {})
+    )
