@@ -19,7 +19,9 @@ Splits: ``train``/``dev`` share a voice pool; ``test`` uses unseen sentences *an
 voices; ``test_long`` joins 2-3 unseen sentences into one utterance (about twice the longest
 training utterance) to probe length generalisation: espeak-ng reads them as sentences, with the pause
 and falling pitch at each sentence end. ``test_long_nopause`` is the same texts, voices and noise read
-as one run-on sentence (no pause between the sentences): the harder case.
+as one run-on sentence (no pause between the sentences): the harder case. ``dev_long`` is built like
+``test_long`` from other unseen sentences, read by the train/dev voices: the split to tune long-audio settings
+(e.g. long-form chunking) on without looking at test_long.
 
 Usage::
 
@@ -49,7 +51,7 @@ from pathlib import Path
 import numpy as np
 
 SAMPLE_RATE = 16000
-SPLITS = ("train", "dev", "test", "test_long", "test_long_nopause")
+SPLITS = ("train", "dev", "dev_long", "test", "test_long", "test_long_nopause")
 # Bumped when the same args would synthesize different audio, so that an older corpus is rebuilt, not reused.
 CORPUS_VERSION = 2
 ALLOWED_TEXT = re.compile(r"^[a-z']+( [a-z']+)*$")
@@ -399,12 +401,18 @@ def synthesize(utt: Utterance, wav_path: Path, espeak: str = "espeak-ng") -> flo
 
 # ----------------------------------------------------------------------------- corpus
 def plan_corpus(
-    seed: int, num_train: int, num_dev: int, num_test: int, num_test_long: int, voices: Sequence[str]
+    seed: int,
+    num_train: int,
+    num_dev: int,
+    num_test: int,
+    num_test_long: int,
+    voices: Sequence[str],
+    num_dev_long: int = 0,
 ) -> tuple[list[Utterance], dict[str, list[str]]]:
     """Decide every text, voice and synthesis parameter up front from ``seed``.
 
     Planning is sequential and separate from (parallel) synthesis, so worker scheduling can never
-    change the result.
+    change the result. dev_long's texts are drawn last, so adding it leaves every other split as it was.
     """
     rng = random.Random(seed)
     train_voices, test_voices = split_voices(rng, voices)
@@ -414,6 +422,7 @@ def plan_corpus(
         "dev": [[s] for s in generate_sentences(rng, num_dev, exclude=seen)],
         "test": [[s] for s in generate_sentences(rng, num_test, exclude=seen)],
         "test_long": generate_long_texts(rng, num_test_long, exclude=seen),
+        "dev_long": generate_long_texts(rng, num_dev_long, exclude=seen),
     }
     utts: list[Utterance] = []
     for split in texts:  # test_long_nopause is derived from test_long below
@@ -435,7 +444,7 @@ def plan_corpus(
             )
     # The same utterances read straight on: only the pauses and sentence prosody differ from test_long.
     utts += [replace(u, split="test_long_nopause", spoken=u.text) for u in utts if u.split == "test_long"]
-    pools = {"train": train_voices, "dev": train_voices}
+    pools = {"train": train_voices, "dev": train_voices, "dev_long": train_voices}
     return utts, {**pools, **{s: test_voices for s in SPLITS if s.startswith("test")}}
 
 
@@ -491,6 +500,7 @@ def build_corpus(
     num_dev: int = 200,
     num_test: int = 200,
     num_test_long: int = 100,
+    num_dev_long: int = 100,
     vocab_size: int = 32,
     workers: int = 2,
     force: bool = False,
@@ -505,6 +515,7 @@ def build_corpus(
         "num_dev": num_dev,
         "num_test": num_test,
         "num_test_long": num_test_long,
+        "num_dev_long": num_dev_long,
         "vocab_size": vocab_size,
         "corpus_version": CORPUS_VERSION,
     }
@@ -523,7 +534,7 @@ def build_corpus(
     out.mkdir(parents=True, exist_ok=True)
 
     voices = available_voices(espeak)
-    utts, split_voice_pools = plan_corpus(seed, num_train, num_dev, num_test, num_test_long, voices)
+    utts, split_voice_pools = plan_corpus(seed, num_train, num_dev, num_test, num_test_long, voices, num_dev_long)
     print(
         f"Synthesizing {len(utts)} utterances with {len(voices)} voices, {workers} worker(s), "
         f"resampler={get_resampler()[0]} ...",
@@ -615,6 +626,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--num-test-long", type=_int_range("--num-test-long", 0, 100_000), default=100, help="~2x-long utterances"
     )
     p.add_argument(
+        "--num-dev-long",
+        type=_int_range("--num-dev-long", 0, 100_000),
+        default=100,
+        help="like test_long, with train voices: for tuning long-audio settings",
+    )
+    p.add_argument(
         "--vocab-size",
         type=_int_range("--vocab-size", 32, 8192),
         default=32,
@@ -630,6 +647,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         num_dev=a.num_dev,
         num_test=a.num_test,
         num_test_long=a.num_test_long,
+        num_dev_long=a.num_dev_long,
         vocab_size=a.vocab_size,
         workers=a.workers,
         force=a.force,

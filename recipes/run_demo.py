@@ -27,14 +27,28 @@ import jiwer
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = REPO / "recipes"
-SPLITS = ("dev", "test", "test_long", "test_long_nopause", "test_padded")
+SPLITS = ("dev", "dev_long", "test", "test_long", "test_long_nopause", "test_padded")
 # An aligner also transcribes these with its long-form chunking (the config's ``longform`` section, enabled): the
 # paper's answer to audio longer than the model can align in one piece.
-LONGFORM_SPLITS = ("test_long", "test_long_nopause")
+# dev_long (like test_long, with the train voices) is where long-form settings are chosen.
+LONGFORM_SPLITS = ("dev_long", "test_long", "test_long_nopause")
 # test_padded: the test utterances with this much digital silence before and after. The corpus is trimmed to the
 # speech, and a model that only saw trimmed audio can fail on audio that is not (docs/demo.md).
 PAD_SECONDS = 0.25
-SMOKE_CORPUS = ["--num-train", "40", "--num-dev", "8", "--num-test", "8", "--num-test-long", "4", "--vocab-size", "64"]
+SMOKE_CORPUS = [
+    "--num-train",
+    "40",
+    "--num-dev",
+    "8",
+    "--num-test",
+    "8",
+    "--num-test-long",
+    "4",
+    "--num-dev-long",
+    "2",
+    "--vocab-size",
+    "64",
+]
 SMOKE_OVERRIDES = [
     "model.encoder.n_layers=2",
     "model.aux_ctc.layer=0",
@@ -319,7 +333,8 @@ def write_report(out_dir: Path, report: dict) -> Path:
     )
     lines.append(
         "test_long: 2-3 unseen sentences read as sentences (a pause at each end); test_long_nopause: the same read "
-        f"straight on. test_padded: the test utterances with {PAD_SECONDS} s of silence before and after (the corpus "
+        "straight on; dev_long: built like test_long with the train voices, for tuning long-audio settings."
+        f" test_padded: the test utterances with {PAD_SECONDS} s of silence before and after (the corpus "
         "is trimmed)."
     )
     if report.get("systems"):

@@ -17,8 +17,10 @@ import pytest
 from conftest import REPO
 
 SCRIPT = REPO / "recipes" / "make_demo_corpus.py"
-SPLITS = ("train", "dev", "test", "test_long", "test_long_nopause")
-TINY_ARGS = "--seed 7 --num-train 12 --num-dev 4 --num-test 4 --num-test-long 2 --vocab-size 40".split()
+SPLITS = ("train", "dev", "dev_long", "test", "test_long", "test_long_nopause")
+TINY_ARGS = (
+    "--seed 7 --num-train 12 --num-dev 4 --num-test 4 --num-test-long 2 --num-dev-long 2 --vocab-size 40".split()
+)
 needs_espeak = pytest.mark.skipif(
     shutil.which("espeak-ng") is None, reason="espeak-ng not installed (apt-get install espeak-ng)"
 )
@@ -99,15 +101,24 @@ def test_number_and_ordinal_words():
 @pytest.mark.unit
 def test_plan_holds_out_test_sentences_and_voices():
     voices = [f"{a}+{v}" for a in mdc.ACCENTS for v in mdc.VARIANTS]
-    utts, pools = mdc.plan_corpus(5, 100, 20, 20, 10, voices)
-    again, _ = mdc.plan_corpus(5, 100, 20, 20, 10, voices)
+    utts, pools = mdc.plan_corpus(5, 100, 20, 20, 10, voices, num_dev_long=6)
+    again, _ = mdc.plan_corpus(5, 100, 20, 20, 10, voices, num_dev_long=6)
     assert [(u.text, u.voice, u.rate, u.pitch, u.snr_db) for u in utts] == [
         (u.text, u.voice, u.rate, u.pitch, u.snr_db) for u in again
     ]
     by = {s: [u for u in utts if u.split == s] for s in SPLITS}
-    assert [len(by[s]) for s in SPLITS] == [100, 20, 20, 10, 10]
+    assert [len(by[s]) for s in SPLITS] == [100, 20, 6, 20, 10, 10]
     seen_text = {u.text for s in ("train", "dev") for u in by[s]}
     assert not seen_text & {u.text for u in by["test"]}
+    # dev_long: long like test_long, from other unseen sentences, read by the train/dev voices
+    assert {u.voice for u in by["dev_long"]} <= set(pools["train"]) and pools["dev_long"] == pools["train"]
+    dev_long_sentences = {s for u in by["dev_long"] for s in u.spoken.removesuffix(".").lower().split(". ")}
+    test_long_sentences = {s for u in by["test_long"] for s in u.spoken.removesuffix(".").lower().split(". ")}
+    assert all(len(u.text.split()) >= 20 for u in by["dev_long"])
+    assert not dev_long_sentences & (seen_text | test_long_sentences | {u.text for u in by["test"]})
+    # drawn last: a corpus without dev_long plans every other split the same
+    without, _ = mdc.plan_corpus(5, 100, 20, 20, 10, voices)
+    assert [u for u in utts if u.split != "dev_long"] == without
     assert not set(pools["train"]) & set(pools["test"])
     assert {u.voice for u in by["test"] + by["test_long"]} <= set(pools["test"])
     assert {u.voice for u in by["train"] + by["dev"]} <= set(pools["train"])
@@ -160,7 +171,7 @@ def tiny_corpus(tmp_path_factory):
 @pytest.mark.unit
 @needs_espeak
 def test_manifests_and_wavs(tiny_corpus):
-    sizes = {"train": 12, "dev": 4, "test": 4, "test_long": 2, "test_long_nopause": 2}
+    sizes = {"train": 12, "dev": 4, "dev_long": 2, "test": 4, "test_long": 2, "test_long_nopause": 2}
     for split, n in sizes.items():
         rows = _read_manifest(tiny_corpus / f"{split}_manifest.json")
         assert len(rows) == n
