@@ -25,13 +25,13 @@ def test_demo_smoke_writes_a_complete_report(tmp_path):
     assert len(reports) == 1 and len(list(tmp_path.rglob("*.nemo"))) >= 3  # aligner, CTC, RNN-T
     report = json.loads(reports[0].read_text())
     assert report["training"]["global_step"] == 6
-    splits = {"dev", "test", "test_long", "test_long_nopause", "test_padded"}
+    splits = {"dev", "dev_long", "test", "test_long", "test_long_nopause", "test_padded"}
     assert set(report["splits"]) == splits
     for name, split in report["splits"].items():
         assert split["utterances"] > 0 and split["wer"] >= 0.0 and split["wer_by_words"]
         assert split["wer_beam"] >= 0.0  # the aligner is also scored with its beam search
-        assert ("wer_longform" in split) == name.startswith("test_long")  # and long audio with its chunking
-        assert ("wer_longform_beam" in split) == name.startswith("test_long")  # greedy and beam
+        assert ("wer_longform" in split) == name.endswith(("_long", "_nopause"))  # and long audio with its chunking
+        assert ("wer_longform_beam" in split) == name.endswith(("_long", "_nopause"))  # greedy and beam
     assert all("wer_beam" not in report["systems"][name]["splits"]["test"] for name in ("ctc", "rnnt"))
     assert len(list(tmp_path.rglob("test_predictions_beam.json"))) == 1
     (corpus_test,) = tmp_path.rglob("test_manifest.json")  # the corpus split
