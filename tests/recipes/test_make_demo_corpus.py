@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import random
 import re
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, load_recipe
 
 SCRIPT = REPO / "recipes" / "make_demo_corpus.py"
 SPLITS = ("train", "dev", "dev_long", "test", "test_long", "test_long_nopause")
@@ -26,15 +25,7 @@ needs_espeak = pytest.mark.skipif(
 )
 
 
-def _load_module():
-    spec = importlib.util.spec_from_file_location("make_demo_corpus", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses need the module registered
-    spec.loader.exec_module(mod)
-    return mod
-
-
-mdc = _load_module()
+mdc = load_recipe("make_demo_corpus")
 
 
 def _run(out: Path, *extra: str, env: dict | None = None) -> subprocess.CompletedProcess:

@@ -1,18 +1,10 @@
 """recipes/plot_alignment.py, run on the tiny trained model and a tone utterance."""
 
-import importlib.util
 import json
 
 import pytest
 
-from conftest import REPO
-
-
-def load_recipe():
-    spec = importlib.util.spec_from_file_location("plot_alignment", REPO / "recipes" / "plot_alignment.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from conftest import load_recipe
 
 
 @pytest.mark.unit
@@ -20,7 +12,9 @@ def test_plot_alignment_writes_png_and_scores(tmp_path, trained_nemo, tone_manif
     entry = json.loads(tone_manifest.read_text().splitlines()[0])
     out = tmp_path / "plots" / "fig.png"
     # in-process (the import of NeMo dominates a subprocess run); argv exactly as on the command line
-    result = load_recipe().main(["--model", str(trained_nemo), "--audio", entry["audio_filepath"], "--out", str(out)])
+    result = load_recipe("plot_alignment").main(
+        ["--model", str(trained_nemo), "--audio", entry["audio_filepath"], "--out", str(out)]
+    )
 
     png = out.read_bytes()
     assert len(png) > 1000 and png[:8] == b"\x89PNG\r\n\x1a\n"
@@ -40,7 +34,7 @@ def test_plot_alignment_writes_png_and_scores(tmp_path, trained_nemo, tone_manif
 
     # one chosen layer, rows following a reference text
     out_one = tmp_path / "one.png"
-    one = load_recipe().main(
+    one = load_recipe("plot_alignment").main(
         [
             "--model",
             str(trained_nemo),
@@ -55,7 +49,7 @@ def test_plot_alignment_writes_png_and_scores(tmp_path, trained_nemo, tone_manif
         ]
     )
     assert one["aligning_layer"] == 1 and list(one["layer_scores"]) == ["1"]
-    averaged = load_recipe().main(
+    averaged = load_recipe("plot_alignment").main(
         ["--model", str(trained_nemo), "--audio", entry["audio_filepath"], "--out", str(out_one), "--heads", "mean"]
     )
     assert averaged["aligning_head"] is None and all(len(row) == 1 for row in averaged["head_scores"].values())

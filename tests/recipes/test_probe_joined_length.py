@@ -1,20 +1,12 @@
 """recipes/probe_joined_length.py: joining utterances exactly, and the probe table on the tiny trained model."""
 
-import importlib.util
 import json
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import REPO
-
-
-def load_recipe():
-    spec = importlib.util.spec_from_file_location("probe_joined_length", REPO / "recipes" / "probe_joined_length.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from conftest import load_recipe
 
 
 def write_wavs(tmp_path, lengths, rate=16000):
@@ -29,7 +21,9 @@ def write_wavs(tmp_path, lengths, rate=16000):
 @pytest.mark.unit
 def test_join_manifest_concatenates_disjoint_groups_with_gaps(tmp_path):
     entries = write_wavs(tmp_path, [100, 200, 300, 400, 500])
-    joined = load_recipe().join_manifest(entries, join=2, groups=10, gap_seconds=0.001, seed=3, out_dir=tmp_path / "j")
+    joined = load_recipe("probe_joined_length").join_manifest(
+        entries, join=2, groups=10, gap_seconds=0.001, seed=3, out_dir=tmp_path / "j"
+    )
     assert len(joined) == 2  # 5 utterances make 2 disjoint pairs
     used = []
     for entry in joined:
@@ -46,7 +40,7 @@ def test_join_manifest_concatenates_disjoint_groups_with_gaps(tmp_path):
 @pytest.mark.unit
 def test_join_manifest_pads_each_input_with_silence(tmp_path):
     entries = write_wavs(tmp_path, [100, 200])
-    (one,) = load_recipe().join_manifest(
+    (one,) = load_recipe("probe_joined_length").join_manifest(
         entries[:1], join=1, groups=5, gap_seconds=0.5, seed=0, out_dir=tmp_path / "p", pad_seconds=0.002
     )
     audio, rate = sf.read(one["audio_filepath"], dtype="float32")
@@ -68,7 +62,9 @@ def test_join_manifest_rejects_impossible_requests(tmp_path, join, groups, kwarg
     entries = write_wavs(tmp_path, [100, 100])
     options = {"gap_seconds": 0.0, **kwargs}
     with pytest.raises(ValueError, match=message):
-        load_recipe().join_manifest(entries, join=join, groups=groups, seed=0, out_dir=tmp_path, **options)
+        load_recipe("probe_joined_length").join_manifest(
+            entries, join=join, groups=groups, seed=0, out_dir=tmp_path, **options
+        )
 
 
 @pytest.mark.unit
@@ -76,7 +72,9 @@ def test_join_manifest_names_the_file_with_another_sample_rate(tmp_path):
     entries = write_wavs(tmp_path, [100, 100])
     sf.write(entries[1]["audio_filepath"], np.zeros(80, dtype=np.float32), 8000)
     with pytest.raises(ValueError, match="u1.wav: sample rate 8000"):
-        load_recipe().join_manifest(entries, join=2, groups=1, gap_seconds=0.0, seed=0, out_dir=tmp_path / "j")
+        load_recipe("probe_joined_length").join_manifest(
+            entries, join=2, groups=1, gap_seconds=0.0, seed=0, out_dir=tmp_path / "j"
+        )
 
 
 @pytest.mark.unit
@@ -86,13 +84,15 @@ def test_probe_names_the_manifest_line_without_text(tmp_path):
     manifest = tmp_path / "m.json"
     manifest.write_text("".join(json.dumps(e) + "\n" for e in entries))
     with pytest.raises(ValueError, match=r"m\.json:2: missing field 'text'"):
-        load_recipe().main(["--model", "unused.nemo", "--manifest", str(manifest), "--out-dir", str(tmp_path / "o")])
+        load_recipe("probe_joined_length").main(
+            ["--model", "unused.nemo", "--manifest", str(manifest), "--out-dir", str(tmp_path / "o")]
+        )
 
 
 @pytest.mark.unit
 def test_probe_scores_each_join_on_the_tiny_model(tmp_path, trained_nemo, tone_manifest, capsys):
     out = tmp_path / "probe"
-    load_recipe().main(
+    load_recipe("probe_joined_length").main(
         ["--model", str(trained_nemo), "--manifest", str(tone_manifest), "--join", "1", "2", "--groups", "4"]
         + ["--out-dir", str(out)]
     )

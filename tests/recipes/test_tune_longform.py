@@ -1,18 +1,10 @@
 """recipes/tune_longform.py: the sweep on the tiny trained model, and its errors before any decoding."""
 
-import importlib.util
 import json
 
 import pytest
 
-from conftest import REPO
-
-
-def load_recipe():
-    spec = importlib.util.spec_from_file_location("tune_longform", REPO / "recipes" / "tune_longform.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from conftest import load_recipe
 
 
 @pytest.mark.unit
@@ -20,7 +12,7 @@ def test_sweep_scores_every_setting_and_one_chunk_equals_plain_decoding(trained_
     from nemo_aligner_plugin import AlignerEncoderModel
 
     out = tmp_path / "rows.json"
-    load_recipe().main(
+    load_recipe("tune_longform").main(
         ["--model", str(trained_nemo), "--manifest", str(tone_manifest), "--strategies", "greedy_batch", "beam"]
         + ["--modes", "prime", "reset_only", "--chunk-seconds", "0.6", "30", "--pause-search-seconds", "0.4"]
         + ["--out", str(out)]
@@ -53,7 +45,7 @@ def test_sweep_scores_every_setting_and_one_chunk_equals_plain_decoding(trained_
 )
 def test_bad_settings_are_named_before_decoding(trained_nemo, tone_manifest, args, message):
     with pytest.raises(SystemExit, match=message):
-        load_recipe().main(["--model", str(trained_nemo), "--manifest", str(tone_manifest), *args])
+        load_recipe("tune_longform").main(["--model", str(trained_nemo), "--manifest", str(tone_manifest), *args])
 
 
 @pytest.mark.unit
@@ -62,4 +54,4 @@ def test_manifest_without_text_is_refused_with_its_name(trained_nemo, tone_manif
     lines = [json.loads(line) for line in tone_manifest.read_text().splitlines()]
     bare.write_text("".join(json.dumps({"audio_filepath": e["audio_filepath"]}) + "\n" for e in lines))
     with pytest.raises(SystemExit, match="bare_manifest.json"):
-        load_recipe().main(["--model", str(trained_nemo), "--manifest", str(bare)])
+        load_recipe("tune_longform").main(["--model", str(trained_nemo), "--manifest", str(bare)])
