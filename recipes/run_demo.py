@@ -35,20 +35,7 @@ LONGFORM_SPLITS = ("dev_long", "test_long", "test_long_nopause")
 # test_padded: the test utterances with this much digital silence before and after. The corpus is trimmed to the
 # speech, and a model that only saw trimmed audio can fail on audio that is not (docs/demo.md).
 PAD_SECONDS = 0.25
-SMOKE_CORPUS = [
-    "--num-train",
-    "40",
-    "--num-dev",
-    "8",
-    "--num-test",
-    "8",
-    "--num-test-long",
-    "4",
-    "--num-dev-long",
-    "2",
-    "--vocab-size",
-    "64",
-]
+SMOKE_CORPUS = "--num-train 40 --num-dev 8 --num-test 8 --num-test-long 4 --num-dev-long 2 --vocab-size 64".split()
 SMOKE_OVERRIDES = [
     "model.encoder.n_layers=2",
     "model.aux_ctc.layer=0",
@@ -203,22 +190,19 @@ def evaluate(model_path: Path, corpus: Path, out_dir: Path) -> tuple[dict, dict]
         }
     if isinstance(model, AlignerEncoderModel):
         greedy = OmegaConf.to_container(model.cfg.decoding)
-        model.change_decoding_strategy({**greedy, "strategy": "beam"}, verbose=False)
-        for split in SPLITS:
-            metrics, _ = score(split, "_beam")
-            results[split].update(wer_beam=round(metrics["wer"], 4), cer_beam=round(metrics["cer"], 4))
-        model.change_decoding_strategy(greedy, verbose=False)
-        plain = model.cfg.get("longform")
-        set_longform(model, {"enabled": True})
-        for split in LONGFORM_SPLITS:
-            metrics, _ = score(split, "_longform")
-            results[split].update(wer_longform=round(metrics["wer"], 4), cer_longform=round(metrics["cer"], 4))
-        model.change_decoding_strategy({**greedy, "strategy": "beam"}, verbose=False)
-        for split in LONGFORM_SPLITS:
-            metrics, _ = score(split, "_longform_beam")
-            results[split].update(
-                wer_longform_beam=round(metrics["wer"], 4), cer_longform_beam=round(metrics["cer"], 4)
-            )
+        beam, plain = {**greedy, "strategy": "beam"}, model.cfg.get("longform")
+        # (result key, decoding, long-form on, splits): beam on every split, then long-form greedy and beam
+        for key, decoding, longform, splits in (
+            ("beam", beam, False, SPLITS),
+            ("longform", greedy, True, LONGFORM_SPLITS),
+            ("longform_beam", beam, True, LONGFORM_SPLITS),
+        ):
+            model.change_decoding_strategy(decoding, verbose=False)
+            if longform:
+                set_longform(model, {"enabled": True})
+            for split in splits:
+                metrics, _ = score(split, f"_{key}")
+                results[split].update({f"wer_{key}": round(metrics["wer"], 4), f"cer_{key}": round(metrics["cer"], 4)})
         model.change_decoding_strategy(greedy, verbose=False)
         with open_dict(model.cfg):
             model.cfg.longform = plain

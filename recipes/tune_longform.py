@@ -28,6 +28,11 @@ from nemo_aligner_plugin.decoding.strategies import normalize_decoding_cfg  # no
 from nemo_aligner_plugin.longform import longform_config  # noqa: E402
 
 
+def longform_part(setting: dict) -> dict:
+    """A grid setting's ``longform`` keys (all but the decoding strategy)."""
+    return {k: v for k, v in setting.items() if k != "strategy"}
+
+
 def sweep(model, entries: list[dict], grid: list[dict], batch_size: int) -> list[dict]:
     """WER/CER per setting of ``grid`` (each: strategy plus long-form keys); progress is printed per setting."""
     from omegaconf import OmegaConf
@@ -36,9 +41,8 @@ def sweep(model, entries: list[dict], grid: list[dict], batch_size: int) -> list
     decoding = OmegaConf.to_container(model.cfg.decoding)
     rows = []
     for i, setting in enumerate(grid, 1):
-        longform = {k: v for k, v in setting.items() if k != "strategy"}
         model.change_decoding_strategy({**decoding, "strategy": setting["strategy"]}, verbose=False)
-        set_longform(model, {"enabled": True, **longform})
+        set_longform(model, {"enabled": True, **longform_part(setting)})
         start = time.time()
         hyps = model.transcribe(files, batch_size=batch_size, verbose=False)
         metrics = score(references, [text_of(h) for h in hyps])
@@ -72,19 +76,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--out", type=Path, help="also write the rows as JSON here")
     a = p.parse_args(argv)
 
+    grid = [
+        {"strategy": s, "mode": m, "boundary": b, "chunk_seconds": c, "pause_search_seconds": min(w, c)}
+        for s, m, b, c, w in itertools.product(
+            a.strategies, a.modes, a.boundaries, a.chunk_seconds, a.pause_search_seconds
+        )
+    ]
+    grid = [g for i, g in enumerate(grid) if g not in grid[:i]]  # search values capped to the same chunk
     try:
+        for g in grid:  # bad values are named before the model is loaded or any audio decoded
+            normalize_decoding_cfg({"strategy": g["strategy"]})
+            longform_config({"enabled": True, **longform_part(g)})
         entries = read_manifest(a.manifest, required=("audio_filepath", "text"))
         model = load_model(TranscriptionConfig(model_path=a.model))
-        grid = [
-            {"strategy": s, "mode": m, "boundary": b, "chunk_seconds": c, "pause_search_seconds": min(w, c)}
-            for s, m, b, c, w in itertools.product(
-                a.strategies, a.modes, a.boundaries, a.chunk_seconds, a.pause_search_seconds
-            )
-        ]
-        grid = [g for i, g in enumerate(grid) if g not in grid[:i]]  # search values capped to the same chunk
-        for g in grid:  # bad values are named before any audio is decoded
-            normalize_decoding_cfg({"strategy": g["strategy"]})
-            longform_config({"enabled": True, **{k: v for k, v in g.items() if k != "strategy"}})
         if not isinstance(model, AlignerEncoderModel):
             raise ValueError(f"--model {a.model}: {type(model).__name__} is not an aligner (long-form is aligner-only)")
         rows = sweep(model, entries, grid, a.batch_size)
