@@ -19,9 +19,11 @@ Splits: ``train``/``dev`` share a voice pool; ``test`` uses unseen sentences *an
 voices; ``test_long`` joins 2-3 unseen sentences into one utterance (about twice the longest
 training utterance) to probe length generalisation: espeak-ng reads them as sentences, with the pause
 and falling pitch at each sentence end. ``test_long_nopause`` is the same texts, voices and noise read
-as one run-on sentence (no pause between the sentences): the harder case. ``dev_long`` is built like
-``test_long`` from other unseen sentences, read by the train/dev voices: the split to tune long-audio settings
-(e.g. long-form chunking) on without looking at test_long.
+as one run-on sentence (no pause between the sentences): the harder case. ``test_long_sentences`` is
+each sentence of ``test_long`` read alone with the same voice, rate, pitch and noise: the same words as short
+audio, so that test_long's WER splits into what its sentences cost and what long audio costs. ``dev_long`` is
+built like ``test_long`` from other unseen sentences, read by the train/dev voices: the split to tune long-audio
+settings (e.g. long-form chunking) on without looking at test_long (``dev_long_sentences``: its sentences alone).
 
 Usage::
 
@@ -51,9 +53,18 @@ from pathlib import Path
 import numpy as np
 
 SAMPLE_RATE = 16000
-SPLITS = ("train", "dev", "dev_long", "test", "test_long", "test_long_nopause")
+SPLITS = (
+    "train",
+    "dev",
+    "dev_long",
+    "dev_long_sentences",
+    "test",
+    "test_long",
+    "test_long_nopause",
+    "test_long_sentences",
+)
 # Bumped when the same args would synthesize different audio, so that an older corpus is rebuilt, not reused.
-CORPUS_VERSION = 2
+CORPUS_VERSION = 3
 ALLOWED_TEXT = re.compile(r"^[a-z']+( [a-z']+)*$")
 META_KEYS = ("audio_filepath", "voice", "rate", "pitch", "snr_db", "noise_seed", "spoken")
 
@@ -444,7 +455,15 @@ def plan_corpus(
             )
     # The same utterances read straight on: only the pauses and sentence prosody differ from test_long.
     utts += [replace(u, split="test_long_nopause", spoken=u.text) for u in utts if u.split == "test_long"]
-    pools = {"train": train_voices, "dev": train_voices, "dev_long": train_voices}
+    # Each long utterance's sentences read alone like a test utterance: the same words without long audio.
+    for split in ("dev_long", "test_long"):
+        long_utts = [u for u in utts if u.split == split]
+        sentences = [(u, s) for u, group in zip(long_utts, texts[split], strict=True) for s in group]
+        utts += [
+            replace(u, split=f"{split}_sentences", index=i, text=s, spoken=spoken_sentences([s]))
+            for i, (u, s) in enumerate(sentences)
+        ]
+    pools = {s: train_voices for s in SPLITS if not s.startswith("test")}
     return utts, {**pools, **{s: test_voices for s in SPLITS if s.startswith("test")}}
 
 
@@ -593,7 +612,7 @@ def build_corpus(
     print(f"Done in {info['build_seconds']:.1f}s -> {out}")
     for split, s in splits_info.items():
         print(
-            f"  {split:17s} {s['num_utterances']:6d} utts {s['hours']:7.3f} h "
+            f"  {split:19s} {s['num_utterances']:6d} utts {s['hours']:7.3f} h "
             f"(mean {s['mean_duration']:.2f}s, max {s['max_duration']:.2f}s, {len(s['voices_used'])} voices)"
         )
     print(f"  tokenizer: {actual_vocab} pieces")

@@ -16,7 +16,16 @@ import pytest
 from conftest import REPO, load_recipe
 
 SCRIPT = REPO / "recipes" / "make_demo_corpus.py"
-SPLITS = ("train", "dev", "dev_long", "test", "test_long", "test_long_nopause")
+SPLITS = (
+    "train",
+    "dev",
+    "dev_long",
+    "dev_long_sentences",
+    "test",
+    "test_long",
+    "test_long_nopause",
+    "test_long_sentences",
+)
 TINY_ARGS = (
     "--seed 7 --num-train 12 --num-dev 4 --num-test 4 --num-test-long 2 --num-dev-long 2 --vocab-size 40".split()
 )
@@ -98,7 +107,8 @@ def test_plan_holds_out_test_sentences_and_voices():
         (u.text, u.voice, u.rate, u.pitch, u.snr_db) for u in again
     ]
     by = {s: [u for u in utts if u.split == s] for s in SPLITS}
-    assert [len(by[s]) for s in SPLITS] == [100, 20, 6, 20, 10, 10]
+    sizes = {"train": 100, "dev": 20, "dev_long": 6, "test": 20, "test_long": 10, "test_long_nopause": 10}
+    assert {s: len(by[s]) for s in sizes} == sizes
     seen_text = {u.text for s in ("train", "dev") for u in by[s]}
     assert not seen_text & {u.text for u in by["test"]}
     # dev_long: long like test_long, from other unseen sentences, read by the train/dev voices
@@ -109,7 +119,7 @@ def test_plan_holds_out_test_sentences_and_voices():
     assert not dev_long_sentences & (seen_text | test_long_sentences | {u.text for u in by["test"]})
     # drawn last: a corpus without dev_long plans every other split the same
     without, _ = mdc.plan_corpus(5, 100, 20, 20, 10, voices)
-    assert [u for u in utts if u.split != "dev_long"] == without
+    assert [u for u in utts if not u.split.startswith("dev_long")] == without
     assert not set(pools["train"]) & set(pools["test"])
     assert {u.voice for u in by["test"] + by["test_long"]} <= set(pools["test"])
     assert {u.voice for u in by["train"] + by["dev"]} <= set(pools["train"])
@@ -129,9 +139,29 @@ def test_plan_holds_out_test_sentences_and_voices():
             u.snr_db,
             u.noise_seed,
         )
+    # the long utterances' sentences one by one, each read alone (like a test utterance) with its voice and noise
+    for split in ("dev_long", "test_long"):
+        _check_sentences_alone(by[split], by[f"{split}_sentences"])
     assert all(u.spoken == u.text for s in ("train", "dev", "test") for u in by[s])
     for u in utts:
         assert 140 <= u.rate <= 200 and 30 <= u.pitch <= 70 and 25 <= u.snr_db <= 40
+
+
+def _check_sentences_alone(long_utts: list, sentence_utts: list) -> None:
+    singles = iter(sentence_utts)
+    for u in long_utts:
+        for sentence in u.spoken.removesuffix(".").split(". "):
+            single = next(singles)
+            assert single.text == single.spoken == sentence[0].lower() + sentence[1:]
+            assert (single.voice, single.rate, single.pitch, single.snr_db, single.noise_seed) == (
+                u.voice,
+                u.rate,
+                u.pitch,
+                u.snr_db,
+                u.noise_seed,
+            )
+    assert next(singles, None) is None
+    assert [u.index for u in sentence_utts] == list(range(len(sentence_utts)))
 
 
 @pytest.mark.unit
@@ -194,6 +224,8 @@ def test_held_out_sentences_voices_and_long_durations(tiny_corpus):
     assert texts["test_long"] == texts["test_long_nopause"]
     for paused, run_on in zip(dur["test_long"], dur["test_long_nopause"], strict=True):
         assert paused > run_on + 0.2  # espeak-ng paused at the sentence ends (it does not after "four. text")
+    assert " ".join(texts["test_long_sentences"]) == " ".join(texts["test_long"])
+    assert max(dur["test_long_sentences"]) < min(dur["test_long"])
 
 
 @pytest.mark.unit
