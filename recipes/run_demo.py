@@ -27,7 +27,7 @@ import jiwer
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = REPO / "recipes"
-SPLITS = ("dev", "dev_long", "test", "test_long", "test_long_nopause", "test_padded")
+SPLITS = ("dev", "dev_long", "test", "test_long", "test_long_nopause", "test_long_sentences", "test_padded")
 # An aligner also transcribes these with its long-form chunking (the config's ``longform`` section, enabled): the
 # paper's answer to audio longer than the model can align in one piece.
 # dev_long (like test_long, with the train voices) is where long-form settings are chosen.
@@ -278,6 +278,34 @@ def plot(model_path: Path, corpus: Path, out_dir: Path) -> dict | None:
     return {"png": str(png), **(json.loads(scores.read_text()) if scores.exists() else {})}
 
 
+def length_ratios(splits: dict) -> dict:
+    """test_long's WER over test's, split in two factors that multiply to it: its sentences read alone over test
+    (what the sentences cost: longer, other texts) and test_long over those sentences (what long audio costs).
+
+    Per decoding (greedy, beam) and for test_long decoded in one piece and with long-form, where scored.
+    """
+    out = {}
+    for decoding, suffix in (("greedy", ""), ("beam", "_beam")):
+        test, alone = splits["test"].get(f"wer{suffix}"), splits["test_long_sentences"].get(f"wer{suffix}")
+        if test is None or alone is None:
+            continue
+        row = {"test": test, "sentences_alone": alone, "sentences_alone_vs_test": _ratio(alone, test)}
+        for how, key in (("whole", f"wer{suffix}"), ("longform", f"wer_longform{suffix}")):
+            if key in splits["test_long"]:
+                wer = splits["test_long"][key]
+                row[how] = {"wer": wer, "vs_test": _ratio(wer, test), "vs_sentences_alone": _ratio(wer, alone)}
+        out[decoding] = row
+    return out
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return round(a / b, 2) if b > 0 else None
+
+
+def _ratio_text(r: float | None) -> str:
+    return "-" if r is None else f"{r:.2f}x"
+
+
 def write_report(out_dir: Path, report: dict) -> Path:
     lines = [
         "# Aligner-Encoder demo report",
@@ -317,10 +345,31 @@ def write_report(out_dir: Path, report: dict) -> Path:
     )
     lines.append(
         "test_long: 2-3 unseen sentences read as sentences (a pause at each end); test_long_nopause: the same read "
-        "straight on; dev_long: built like test_long with the train voices, for tuning long-audio settings."
+        "straight on; test_long_sentences: each of those sentences read alone; dev_long: built like test_long with the"
+        " train voices, for tuning long-audio settings."
         f" test_padded: the test utterances with {PAD_SECONDS} s of silence before and after (the corpus "
         "is trimmed)."
     )
+    if report.get("length_ratios"):
+        lines += [
+            "",
+            "## test_long / test, in two factors",
+            "",
+            "| decoding | test_long as | test_long / test | = sentences alone / test | x test_long / sentences alone |",
+            "|---|---|---|---|---|",
+        ]
+        for decoding, r in report["length_ratios"].items():
+            for how in ("whole", "longform"):
+                if how in r:
+                    lines.append(
+                        f"| {decoding} | {'long-form' if how == 'longform' else 'one piece'} | "
+                        f"{_ratio_text(r[how]['vs_test'])} | {_ratio_text(r['sentences_alone_vs_test'])} | "
+                        f"{_ratio_text(r[how]['vs_sentences_alone'])} |"
+                    )
+        lines.append(
+            "\nsentences alone: test_long_sentences, each test_long sentence read alone with its voice and noise. The"
+            " first factor is the sentences (longer than test's on average), the second what long audio costs."
+        )
     if report.get("systems"):
         lines += [
             "",
@@ -409,7 +458,8 @@ def main(argv: list[str] | None = None) -> None:
             model_path = Path(summary["nemo_path"])
         log(
             f"stage 3/4: {system}: transcribing dev, test (unseen voices and sentences), test_long (~2x longer), "
-            f"test_long_nopause (the same without pauses), test_padded (test with {PAD_SECONDS} s of silence around)"
+            f"test_long_nopause (the same without pauses), test_long_sentences (its sentences alone), test_padded "
+            f"(test with {PAD_SECONDS} s of silence around)"
         )
         splits, decode = evaluate(model_path, corpus, model_path.parent)
         results[system] = {"model": str(model_path), "training": summary, "splits": splits, "decode": decode}
@@ -424,6 +474,7 @@ def main(argv: list[str] | None = None) -> None:
         "training": aligner["training"],
         "splits": aligner["splits"],
         "alignment": alignment,
+        "length_ratios": length_ratios(aligner["splits"]),
         "systems": results if len(results) > 1 else None,
         "total_minutes": (time.perf_counter() - start) / 60,
     }

@@ -25,7 +25,7 @@ def test_demo_smoke_writes_a_complete_report(tmp_path):
     assert len(reports) == 1 and len(list(tmp_path.rglob("*.nemo"))) >= 3  # aligner, CTC, RNN-T
     report = json.loads(reports[0].read_text())
     assert report["training"]["global_step"] == 6
-    splits = {"dev", "dev_long", "test", "test_long", "test_long_nopause", "test_padded"}
+    splits = {"dev", "dev_long", "test", "test_long", "test_long_nopause", "test_long_sentences", "test_padded"}
     assert set(report["splits"]) == splits
     for name, split in report["splits"].items():
         assert split["utterances"] > 0 and split["wer"] >= 0.0 and split["wer_by_words"]
@@ -38,6 +38,13 @@ def test_demo_smoke_writes_a_complete_report(tmp_path):
     (padded,) = reports[0].parent.glob("test_padded_manifest.json")
     durations = lambda path: sorted(json.loads(line)["duration"] for line in path.read_text().splitlines())  # noqa: E731
     assert durations(padded) == pytest.approx([d + 0.5 for d in durations(corpus_test)], abs=1e-3)  # 0.25 s each side
+    ratios = report["length_ratios"]  # test_long / test and its two factors, greedy and beam
+    assert set(ratios) == {"greedy", "beam"}
+    for decoding, key in (("greedy", "wer"), ("beam", "wer_beam")):
+        r = ratios[decoding]
+        assert r["test"] == report["splits"]["test"][key]
+        assert r["sentences_alone"] == report["splits"]["test_long_sentences"][key]
+        assert set(r) >= {"whole", "longform"}
     text = (reports[0].parent / "report.md").read_text()
     assert text.startswith("# Aligner-Encoder demo report")
     assert set(report["systems"]) == {"aligner", "ctc", "rnnt"}
@@ -58,3 +65,24 @@ def test_ctc_warmup_must_leave_aligner_steps(tmp_path):
     assert schedule_steps([]) > 0  # the demo config's schedule
     with pytest.raises(SystemExit, match="between 1 and the schedule's 5 steps"):
         train_aligner_after_ctc(tmp_path, tmp_path, ["trainer.max_steps=6"], ctc_steps=6)
+
+
+@pytest.mark.unit
+def test_length_ratios_split_test_long_over_test_in_two_factors():
+    sys.path.insert(0, str(REPO / "recipes"))
+    from run_demo import length_ratios
+
+    splits = {
+        "test": {"wer": 0.04, "wer_beam": 0.0},
+        "test_long_sentences": {"wer": 0.05, "wer_beam": 0.02},
+        "test_long": {"wer": 0.4, "wer_beam": 0.3, "wer_longform": 0.08},
+    }
+    r = length_ratios(splits)
+    g = r["greedy"]
+    assert g["sentences_alone_vs_test"] == 1.25
+    assert g["longform"] == {"wer": 0.08, "vs_test": 2.0, "vs_sentences_alone": 1.6}
+    assert g["whole"]["vs_test"] == 10.0 and g["whole"]["vs_sentences_alone"] == 8.0
+    assert g["sentences_alone_vs_test"] * g["longform"]["vs_sentences_alone"] == pytest.approx(g["longform"]["vs_test"])
+    # a perfect test score has no ratio, and long-form is only reported where it was scored
+    assert r["beam"]["sentences_alone_vs_test"] is None and "longform" not in r["beam"]
+    assert length_ratios({"test": {}, "test_long_sentences": {}, "test_long": {}}) == {}
