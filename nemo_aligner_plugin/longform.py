@@ -14,9 +14,12 @@ end, then the next chunk starts. What the prediction network knows at a chunk st
 end at a chunk's end: the next chunk continues from the best). Audio that fits one chunk gives exactly the
 plain result.
 
-Where a chunk ends is the ``boundary``: ``fixed`` (the paper: every ``chunk_seconds``) or ``pause`` (the end
+Where a chunk ends is the ``boundary``: ``fixed`` (the paper: every ``chunk_seconds``), ``pause`` (the end
 of the quietest stretch in the chunk's last ``pause_search_seconds``, so that cuts fall between words and
-sentences rather than inside them and the next chunk starts with speech; chunks are at most ``chunk_seconds``).
+sentences rather than inside them and the next chunk starts with speech; chunks are at most ``chunk_seconds``)
+or ``every_pause`` (a cut at every pause, at the feature frame where speech resumes, so that a chunk is a
+sentence or phrase as a training utterance is; stretches without a pause longer than ``chunk_seconds`` are cut
+as with ``pause``).
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ __all__ = [
     "BOUNDARIES",
     "chunk_frames",
     "chunk_cuts",
+    "pause_cuts",
     "pre_encode",
     "encode_chunked",
     "decode_chunked",
@@ -65,6 +69,7 @@ _PRE_ENCODE_CONTEXT = 8
 BOUNDARIES = {
     "fixed": "a cut every chunk_seconds (the paper)",
     "pause": "each cut at the end of the quietest stretch in the chunk's last pause_search_seconds",
+    "every_pause": "a cut at every pause, where speech resumes; longer stretches cut as with pause",
 }
 # Seconds of audio before a candidate cut whose mean loudness scores it: a pause must be this wide to win over
 # the short closure of a stop consonant.
@@ -72,6 +77,15 @@ _PAUSE_WIDTH_SECONDS = 0.2
 # Cuts whose score is within this of the quietest count as equally quiet (units of the features, e.g. normalized
 # log-mel); the latest of them wins.
 _QUIET_TOLERANCE = 0.05
+# every_pause: a _PAUSE_WIDTH_SECONDS stretch is a pause when its loudness lies within this fraction of the way from
+# the utterance's quietest stretch to its median frame...
+_PAUSE_LEVEL = 0.1
+# ...and speech resumes at the first two feature frames (10 ms) this fraction of the way from the pause's loudness to
+# the median. An aligner reads from a chunk's first frame: starting 40 ms into a word or with 0.15 s of the pause
+# both cost it words (docs/longform.md), so the onset is found at feature-frame resolution.
+_ONSET_LEVEL = 0.2
+# every_pause: no chunk shorter than this (a pause right after a cut or before the end is not cut).
+_MIN_CHUNK_SECONDS = 1.0
 
 
 @dataclass
@@ -183,6 +197,51 @@ def chunk_cuts(loudness: Sequence[float], size: int, search: int, width: int = 1
     return cuts + [total] if total else []
 
 
+def pause_cuts(
+    feature_loudness: Sequence[float], factor: int, size: int, search: int, width: int, min_length: int
+) -> list[int]:
+    """Chunk ends (encoder frames, as ``chunk_cuts``) at every pause of one utterance, where speech resumes.
+
+    ``feature_loudness`` has one value per feature frame, ``factor`` per encoder frame (the subsampling). A pause
+    is a run of cuts whose ``width`` preceding frames are within ``_PAUSE_LEVEL`` of the way from the quietest to
+    the median loudness; it is cut at the encoder frame that holds the speech onset after it (``_speech_onset``).
+    No chunk is shorter than ``min_length``; a stretch longer than ``size`` is cut further by ``chunk_cuts``.
+    """
+    values = np.asarray(feature_loudness, dtype=np.float64)
+    total = len(values) // factor
+    if total == 0:
+        return []
+    frames = values[: total * factor].reshape(total, factor).mean(axis=1)
+    prefix = np.concatenate([[0.0], np.cumsum(frames)])
+    scores = (prefix[width:total] - prefix[: total - width]) / width  # cut c = width + i: frames [c - width, c)
+    pauses: list[int] = []
+    if len(scores):
+        quiet = scores <= scores.min() + _PAUSE_LEVEL * (float(np.median(frames)) - scores.min())
+        # runs of quiet cuts: [first, last] as cut indices
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], quiet.astype(np.int8), [0]])))
+        for first, last in zip(edges[::2] + width, edges[1::2] + width - 1, strict=True):
+            cut = _speech_onset(values, int(first), int(last), factor, width)
+            if cut - (pauses[-1] if pauses else 0) >= min_length and total - cut >= min_length:
+                pauses.append(cut)
+    cuts, start = [], 0
+    for end in pauses + [total]:
+        cuts += [start + c for c in chunk_cuts(frames[start:end].tolist(), size, search, width)]
+        start = end
+    return cuts
+
+
+def _speech_onset(values: np.ndarray, first: int, last: int, factor: int, width: int) -> int:
+    """The encoder frame holding the first feature frame after the pause (cuts ``first``..``last``) where speech
+    resumes; ``last`` (the end of the quiet run) when no rise is found."""
+    pause_level = float(np.median(values[factor * (first - width) : factor * first]))
+    threshold = pause_level + _ONSET_LEVEL * (float(np.median(values)) - pause_level)
+    stop = min(len(values) - 1, factor * (last + width))
+    for m in range(factor * (first - width // 2), stop):
+        if values[m] >= threshold and values[m + 1] >= threshold:
+            return m // factor
+    return last
+
+
 def _chunk_spans(cuts: list[list[int]], lengths: list[int], reverse: bool) -> list[tuple[int, int, int]]:
     """(utterance, first frame, length) of every chunk, utterance-major, chunks in the audio's time order.
 
@@ -199,12 +258,13 @@ def _chunk_spans(cuts: list[list[int]], lengths: list[int], reverse: bool) -> li
     return spans
 
 
-def _frame_loudness(
+def _feature_loudness(
     features: torch.Tensor, feature_lens: torch.Tensor, frame_lens: list[int], factor: int, reverse: bool
 ) -> list[list[float]]:
-    """Mean feature value of each subsampled frame, per utterance in time order: low in pauses (log-mel).
+    """Mean feature value of each feature frame, ``factor`` per subsampled frame, per utterance in time order: low
+    in pauses (log-mel).
 
-    Features, not audio, so that ``processed_signal`` input works too. Frame t averages feature frames
+    Features, not audio, so that ``processed_signal`` input works too. Subsampled frame t holds feature frames
     [t * factor, (t + 1) * factor) (the last value repeats where the conv subsampling rounds the length up);
     a reverse-audio model's frames are then put back in time order.
     """
@@ -215,8 +275,8 @@ def _frame_loudness(
         pad = t * factor - values.numel()
         if pad > 0:
             values = torch.cat([values, values[-1:].expand(pad)])
-        loudness = values[: t * factor].reshape(t, factor).mean(dim=1)
-        out.append((loudness.flip(0) if reverse else loudness).tolist())
+        values = values[: t * factor]
+        out.append((values.flip(0) if reverse else values).tolist())
     return out
 
 
@@ -259,12 +319,17 @@ def encode_chunked(
             window = round(cfg.pre_encode_seconds / float(model.cfg.preprocessor.window_stride))
         frames, frame_lens = pre_encode(model.encoder, processed_signal, processed_signal_length.to(device), window)
         lengths, size = frame_lens.tolist(), chunk_frames(model, cfg.chunk_seconds)
-        if cfg.boundary == "pause":
+        if cfg.boundary in ("pause", "every_pause"):
             factor = model.encoder.subsampling_factor
-            loudness = _frame_loudness(processed_signal, processed_signal_length, lengths, factor, reverse)
+            loudness = _feature_loudness(processed_signal, processed_signal_length, lengths, factor, reverse)
             search = min(size, chunk_frames(model, cfg.pause_search_seconds))
             width = chunk_frames(model, _PAUSE_WIDTH_SECONDS)  # frames before a cut that must be quiet
-            cuts = [chunk_cuts(values, size, search, width) for values in loudness]
+            if cfg.boundary == "every_pause":
+                shortest = chunk_frames(model, _MIN_CHUNK_SECONDS)
+                cuts = [pause_cuts(values, factor, size, search, width, shortest) for values in loudness]
+            else:
+                frames_loudness = [np.asarray(v).reshape(-1, factor).mean(axis=1).tolist() for v in loudness]
+                cuts = [chunk_cuts(values, size, search, width) for values in frames_loudness]
         else:
             cuts = [list(range(size, length, size)) + [length] if length else [] for length in lengths]
         del processed_signal
