@@ -213,9 +213,9 @@ def pause_cuts(
         return []
     frames = values[: total * factor].reshape(total, factor).mean(axis=1)
     prefix = np.concatenate([[0.0], np.cumsum(frames)])
-    scores = (prefix[width:total] - prefix[: total - width]) / width  # cut c = width + i: frames [c - width, c)
     pauses: list[int] = []
-    if len(scores):
+    if total > width:
+        scores = (prefix[width:total] - prefix[: total - width]) / width  # cut c = width + i: frames [c - width, c)
         quiet = scores <= scores.min() + _PAUSE_LEVEL * (float(np.median(frames)) - scores.min())
         # runs of quiet cuts: [first, last] as cut indices
         edges = np.flatnonzero(np.diff(np.concatenate([[0], quiet.astype(np.int8), [0]])))

@@ -30,6 +30,7 @@ from nemo_aligner_plugin.longform import (
     encode_chunked,
     load_audio,
     longform_config,
+    pause_cuts,
     pre_encode,
     routable_audio,
     transcribe_longform,
@@ -291,6 +292,51 @@ def test_chunk_cuts_end_at_the_end_of_the_quietest_stretch():
         cuts = chunk_cuts(rng.standard_normal(total).tolist(), size, int(rng.integers(1, size + 1)), 5)
         lengths = np.diff([0] + cuts)
         assert cuts[-1] == total and lengths.min() >= 1 and lengths.max() <= size
+
+
+@pytest.mark.unit
+def test_pause_cuts_cut_every_pause_at_the_feature_frame_where_speech_resumes():
+    loud = np.ones(400)  # feature frames, 4 per encoder frame
+    loud[120:153] = -1.0  # a pause; speech resumes at feature frame 153, in encoder frame 38
+    loud[140] = 0.9  # a click inside it: one loud frame is not speech
+    loud[280:310] = -1.0  # a pause ending in a soft onset: -0.7 is below the onset level (-1 + 0.2 x 2), -0.4 above
+    loud[310:312] = [-0.7, -0.4]  # so speech resumes at feature frame 311, in encoder frame 77
+    loud[392:400] = -1.0  # trailing silence: a chunk would be shorter than min_length, so no cut
+    assert pause_cuts(loud.tolist(), 4, size=60, search=20, width=5, min_length=10) == [38, 77, 100]
+    # a stretch longer than size is cut further as chunk_cuts cuts it (no pause inside: at size)
+    assert pause_cuts(loud.tolist(), 4, size=30, search=20, width=5, min_length=10) == [30, 38, 68, 77, 100]
+    # a pause that would leave a chunk shorter than min_length is not cut (here the 23 frames after the second)
+    assert pause_cuts(loud.tolist(), 4, size=70, search=20, width=5, min_length=30) == [38, 100]
+    # no pause: the same cuts as chunk_cuts
+    flat = [1.0] * 180
+    assert pause_cuts(flat, 4, size=20, search=10, width=3, min_length=5) == chunk_cuts([1.0] * 45, 20, 10, 3)
+    assert pause_cuts([], 4, size=20, search=10, width=3, min_length=5) == []
+    rng = np.random.default_rng(0)
+    for _ in range(50):  # any loudness: chunks partition the frames and none is longer than size or empty
+        total, size = int(rng.integers(1, 200)), int(rng.integers(1, 40))
+        values = rng.standard_normal(4 * total).tolist()
+        cuts = pause_cuts(values, 4, size, int(rng.integers(1, size + 1)), 5, int(rng.integers(1, 10)))
+        lengths = np.diff([0] + cuts)
+        assert cuts[-1] == total and lengths.min() >= 1 and lengths.max() <= size
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("reverse", [False, True])
+def test_every_pause_boundary_cuts_at_each_pause_where_pause_cuts_once(tokenizer_dir, reverse):
+    """Speech 1.2 s, silence 0.6 s, speech 1.5 s, silence 0.5 s, speech 1.2 s (5 s = 125 frames), 4 s chunks:
+    ``every_pause`` cuts where speech resumes, at 1.8 s and 3.8 s; ``pause`` only once, at 3.8 s."""
+    torch.manual_seed(0)
+    model = AlignerEncoderModel(tiny_cfg(tokenizer_dir, model={"reverse_audio": reverse}).model).eval()
+    rng = np.random.default_rng(0)
+    speech = lambda seconds: 0.3 * rng.standard_normal(int(seconds * SAMPLE_RATE))  # noqa: E731
+    silence = lambda seconds: 1e-4 * rng.standard_normal(int(seconds * SAMPLE_RATE))  # noqa: E731
+    audio = np.concatenate([speech(1.2), silence(0.6), speech(1.5), silence(0.5), speech(1.2)])
+    audio = torch.from_numpy(audio.astype(np.float32))[None]
+    every = encode_chunked(model, LongformConfig(chunk_seconds=4.0, boundary="every_pause"), input_signal=audio)
+    assert every.num_chunks.tolist() == [3]
+    assert every.encoder_out_lens.tolist() in ([45, 50, 30], [45, 50, 31], [44, 51, 30], [44, 50, 31])
+    pause = encode_chunked(model, LongformConfig(chunk_seconds=4.0, boundary="pause"), input_signal=audio)
+    assert pause.num_chunks.tolist() == [2] and abs(pause.encoder_out_lens.tolist()[0] - 95) <= 1
 
 
 @pytest.mark.unit
