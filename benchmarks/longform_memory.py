@@ -292,7 +292,10 @@ def wer(args: argparse.Namespace) -> None:
                     boundary=boundary,
                     pause_search_seconds=args.pause_search_seconds,
                 )
-                name = f"chunked {seconds:g} s {mode}" + (" at pauses" if boundary == "pause" else "")
+                name = (
+                    f"chunked {seconds:g} s {mode}"
+                    + {"fixed": "", "pause": " at pauses", "every_pause": " at every pause"}[boundary]
+                )
                 systems[name] = (
                     lambda cfg=cfg: [h.text for h in transcribe_longform(model, files, cfg, batch_size=4)],
                     refs,
@@ -344,9 +347,18 @@ def main() -> None:
     ev.add_argument("--chunk-seconds", type=float, nargs="+", default=[4.5], help="one or more chunk lengths")
     ev.add_argument("--prime-tokens", type=int, default=10)
     ev.add_argument(
-        "--boundaries", nargs="+", default=["fixed", "pause"], choices=["fixed", "pause"], help="chunk boundaries"
+        "--boundaries",
+        nargs="+",
+        default=["fixed", "pause"],
+        choices=["fixed", "pause", "every_pause"],
+        help="chunk boundaries",
     )
-    ev.add_argument("--pause-search-seconds", type=float, default=2.5, help="boundary=pause: search window")
+    ev.add_argument(
+        "--pause-search-seconds",
+        type=float,
+        default=2.5,
+        help="boundary=pause (every_pause past a chunk): search window",
+    )
     ev.add_argument(
         "--pad-to-chunk",
         type=float,
