@@ -97,6 +97,7 @@ class LongformConfig:
     pre_encode_seconds: Optional[float] = 30.0  # conv subsampling in overlapping windows this long; None: all at once
     boundary: str = "fixed"  # where chunks end: a key of BOUNDARIES
     pause_search_seconds: float = 2.0  # boundary=pause: how far before a chunk's end to look (capped at chunk_seconds)
+    chunk_features: bool = False  # each chunk's audio through the preprocessor and encoder as an utterance of its own
 
     def __post_init__(self) -> None:
         if self.mode not in START_STATES:
@@ -297,6 +298,8 @@ def encode_chunked(
     """
     if (input_signal is None) == (processed_signal is None):
         raise ValueError("Pass exactly one of input_signal or processed_signal.")
+    if cfg.chunk_features and input_signal is None:
+        raise ValueError("longform chunk_features=true cuts the audio: pass input_signal, not processed_signal")
     with _inference(model):
         device = next(model.parameters()).device
         reverse = bool(getattr(model, "reverse_audio", False))
@@ -319,8 +322,8 @@ def encode_chunked(
             window = round(cfg.pre_encode_seconds / float(model.cfg.preprocessor.window_stride))
         frames, frame_lens = pre_encode(model.encoder, processed_signal, processed_signal_length.to(device), window)
         lengths, size = frame_lens.tolist(), chunk_frames(model, cfg.chunk_seconds)
+        factor = model.encoder.subsampling_factor
         if cfg.boundary in ("pause", "every_pause"):
-            factor = model.encoder.subsampling_factor
             loudness = _feature_loudness(processed_signal, processed_signal_length, lengths, factor, reverse)
             search = min(size, chunk_frames(model, cfg.pause_search_seconds))
             width = chunk_frames(model, _PAUSE_WIDTH_SECONDS)  # frames before a cut that must be quiet
@@ -339,6 +342,9 @@ def encode_chunked(
         outputs: list[torch.Tensor] = []
         for group_start in range(0, len(spans), cfg.chunk_batch_size):
             group = spans[group_start : group_start + cfg.chunk_batch_size]
+            if cfg.chunk_features:
+                outputs.extend(_encode_chunk_audio(model, input_signal, input_signal_length, group, factor))
+                continue
             lens = torch.tensor([n for _, _, n in group], dtype=torch.long, device=device)
             chunks = frames.new_zeros(len(group), int(lens.max()), frames.size(2))  # (G, C, D)
             for i, (b, start, n) in enumerate(group):
@@ -353,6 +359,28 @@ def encode_chunked(
             encoder_out_lens=torch.tensor([o.size(0) for o in outputs], dtype=torch.long, device=device),
             num_chunks=num_chunks,
         )
+
+
+def _encode_chunk_audio(
+    model, signal: torch.Tensor, signal_lens: torch.Tensor, group: list[tuple[int, int, int]], factor: int
+) -> list[torch.Tensor]:
+    """chunk_features: each span's audio (encoder frame f = samples [f * hop * factor, (f + 1) * hop * factor))
+    through the preprocessor and the whole encoder, as ``model.forward`` would take it alone -> (n, D) each.
+
+    Each chunk gets its own feature normalization and no audio outside it, like a (trimmed) training utterance.
+    The conv subsampling rounds up, so a chunk's extra last frame is dropped to keep global timestamps exact.
+    """
+    step = round(float(model.cfg.preprocessor.window_stride) * int(model.cfg.sample_rate)) * factor
+    pieces = []
+    for b, start, n in group:
+        stop = min((start + n) * step, int(signal_lens[b]))
+        pieces.append(signal[b, min(start * step, max(0, stop - step)) : stop])  # at least one frame's samples
+    lens = torch.tensor([p.numel() for p in pieces], dtype=torch.long, device=signal.device)
+    features, feature_lens = model.preprocessor(
+        input_signal=torch.nn.utils.rnn.pad_sequence(pieces, batch_first=True), length=lens
+    )
+    out, out_lens = model.encoder(audio_signal=features, length=feature_lens)  # (G, D, C)
+    return [o[:, : min(k, n)].transpose(0, 1) for o, k, (_, _, n) in zip(out, out_lens.tolist(), group, strict=True)]
 
 
 # ---------------------------------------------------------------------------------------------- decoding

@@ -72,14 +72,28 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument(
         "--pause-search-seconds", nargs="+", type=float, default=[2.5], help="longform.pause_search_seconds values"
     )
+    p.add_argument(
+        "--chunk-features",
+        nargs="+",
+        choices=["false", "true"],
+        default=["false"],
+        help="longform.chunk_features values (true: each chunk's audio encoded as an utterance of its own)",
+    )
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--out", type=Path, help="also write the rows as JSON here")
     a = p.parse_args(argv)
 
     grid = [
-        {"strategy": s, "mode": m, "boundary": b, "chunk_seconds": c, "pause_search_seconds": min(w, c)}
-        for s, m, b, c, w in itertools.product(
-            a.strategies, a.modes, a.boundaries, a.chunk_seconds, a.pause_search_seconds
+        {
+            "strategy": s,
+            "mode": m,
+            "boundary": b,
+            "chunk_seconds": c,
+            "pause_search_seconds": min(w, c),
+            "chunk_features": f == "true",
+        }
+        for s, m, b, c, w, f in itertools.product(
+            a.strategies, a.modes, a.boundaries, a.chunk_seconds, a.pause_search_seconds, a.chunk_features
         )
     ]
     grid = [g for i, g in enumerate(grid) if g not in grid[:i]]  # search values capped to the same chunk
