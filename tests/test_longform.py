@@ -8,6 +8,7 @@ frames we mark (encoder dim 0 set to 1), and against a hand-written step-by-step
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -341,6 +342,40 @@ def test_every_pause_boundary_cuts_at_each_pause_where_pause_cuts_once(tokenizer
 
 @pytest.mark.unit
 @pytest.mark.parametrize("reverse", [False, True])
+def test_chunk_features_encode_each_chunk_audio_as_an_utterance_of_its_own(tokenizer_dir, reverse):
+    """The same cuts as without chunk_features; chunk k == the model's encoder on that stretch of audio alone."""
+    torch.manual_seed(0)
+    model = AlignerEncoderModel(tiny_cfg(tokenizer_dir, model={"reverse_audio": reverse}).model).eval()
+    rng = np.random.default_rng(0)
+    speech = lambda seconds: 0.3 * rng.standard_normal(int(seconds * SAMPLE_RATE))  # noqa: E731
+    silence = lambda seconds: 1e-4 * rng.standard_normal(int(seconds * SAMPLE_RATE))  # noqa: E731
+    audio = np.concatenate([speech(1.2), silence(0.6), speech(1.5), silence(0.5), speech(1.23)])
+    audio = torch.from_numpy(audio.astype(np.float32))[None]
+    cfg = LongformConfig(chunk_seconds=4.0, boundary="every_pause", chunk_batch_size=2)
+    whole = encode_chunked(model, cfg, input_signal=audio)
+    own = encode_chunked(model, dataclasses.replace(cfg, chunk_features=True), input_signal=audio)
+    assert own.num_chunks.tolist() == whole.num_chunks.tolist() == [3]
+    assert own.encoder_out_lens.tolist() == whole.encoder_out_lens.tolist()
+    assert not torch.allclose(own.encoder_out, whole.encoder_out, atol=1e-3)  # other features: other outputs
+    signal = audio.flip(1) if reverse else audio  # what the model's frames run over
+    step = 160 * model.encoder.subsampling_factor
+    lens = own.encoder_out_lens.tolist()
+    starts = np.cumsum([0] + lens[:-1])
+    if reverse:  # chunks come in audio time order; their frames are counted from the end of the reversed signal
+        starts = sum(lens) - np.cumsum(lens)
+    with torch.no_grad():
+        for k, (start, n) in enumerate(zip(starts.tolist(), lens, strict=True)):
+            piece = signal[:, start * step : min((start + n) * step, signal.size(1))]
+            features, feature_lens = model.preprocessor(input_signal=piece, length=torch.tensor([piece.size(1)]))
+            expected, _ = model.encoder(audio_signal=features, length=feature_lens)
+            torch.testing.assert_close(own.encoder_out[k, :n], expected[0, :, :n].T, rtol=0, atol=1e-5)
+    features, feature_lens = model.preprocessor(input_signal=audio, length=torch.tensor([audio.size(1)]))
+    with pytest.raises(ValueError, match="chunk_features"):
+        encode_chunked(model, dataclasses.replace(cfg, chunk_features=True), processed_signal=features)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("reverse", [False, True])
 def test_pause_boundary_starts_the_second_chunk_where_speech_resumes(tokenizer_dir, reverse):
     """Speech 2.4 s, silence 0.8 s, speech: with 4 s chunks the cut moves from 4 s to the end of the silence.
 
@@ -382,14 +417,18 @@ def test_pause_boundary_transcribes_one_chunk_audio_like_fixed(trained_nemo, ton
 
 @pytest.mark.unit
 @pytest.mark.parametrize("strategy", ["greedy_batch", "beam"])
-def test_audio_within_one_chunk_transcribes_exactly_like_plain_decoding(trained_nemo, tone_manifest, strategy):
+@pytest.mark.parametrize("chunk_features", [False, True])
+def test_audio_within_one_chunk_transcribes_exactly_like_plain_decoding(
+    trained_nemo, tone_manifest, strategy, chunk_features
+):
     model = AlignerEncoderModel.restore_from(str(trained_nemo)).eval()
     if strategy == "beam":
         with_beam(model, beam_size=4)
     items = [json.loads(line) for line in tone_manifest.read_text().splitlines()]
     files = [i["audio_filepath"] for i in items]
     plain = model.transcribe(files, batch_size=1, return_hypotheses=True, verbose=False)
-    chunked = transcribe_longform(model, files, LongformConfig(chunk_seconds=15.0, chunk_batch_size=1))
+    cfg = LongformConfig(chunk_seconds=15.0, chunk_batch_size=1, chunk_features=chunk_features)
+    chunked = transcribe_longform(model, files, cfg)
     assert [h.text for h in chunked] == [h.text for h in plain] == [i["text"] for i in items]
     for c, p in zip(chunked, plain, strict=True):
         assert c.y_sequence.tolist() == p.y_sequence.tolist()
