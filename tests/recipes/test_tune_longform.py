@@ -33,7 +33,8 @@ def test_sweep_scores_every_setting_and_one_chunk_equals_plain_decoding(trained_
     # Short chunks cut the tone utterances (about 1-2 s) apart: the settings are really applied.
     assert any(r["wer"] > 0.0 for r in rows if r["chunk_seconds"] == 0.6)
     printed = capsys.readouterr().out
-    assert "| strategy | mode | boundary | chunk_seconds | pause_search_seconds | chunk_features | WER | CER |" in printed
+    header = "| strategy | mode | boundary | chunk_seconds | pause_search_seconds | chunk_features | WER | CER |"
+    assert header in printed
 
 
 @pytest.mark.unit
