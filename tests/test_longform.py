@@ -17,7 +17,7 @@ import soundfile as sf
 import torch
 from omegaconf import OmegaConf
 
-from conftest import SAMPLE_RATE, synth_tones, tiny_cfg
+from conftest import CONFIGS, SAMPLE_RATE, synth_tones, tiny_cfg
 from nemo_aligner_plugin import AlignerEncoderModel
 from nemo_aligner_plugin.decoding.beam import BeamConfig, beam_search
 from nemo_aligner_plugin.decoding.greedy import DecoderState
@@ -491,6 +491,18 @@ def test_model_config_section_and_routable_inputs():
     assert routed[0] is audio and routed[1] == "b.flac"
     for plain_only in ("test_manifest.json", [np.zeros((2, 10))], [], iter(["a.wav"])):
         assert routable_audio(plain_only) is None
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    "config", sorted(p.name for p in CONFIGS.glob("aligner*.yaml")) + ["finetune_from_conformer.yaml"]
+)
+def test_every_config_longform_section_is_a_valid_longform_config(config):
+    section = OmegaConf.to_container(OmegaConf.load(CONFIGS / config).model.longform)
+    assert set(section) - {"enabled"} == {
+        f.name for f in dataclasses.fields(LongformConfig)
+    }  # every option in the YAML
+    assert isinstance(longform_config({**section, "enabled": True}), LongformConfig)
 
 
 @pytest.mark.unit
