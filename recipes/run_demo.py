@@ -143,12 +143,13 @@ def wer_by_length(entries: list[dict]) -> dict[str, float]:
     }
 
 
-def evaluate(model_path: Path, corpus: Path, out_dir: Path) -> tuple[dict, dict]:
+def evaluate(model_path: Path, corpus: Path, out_dir: Path, longform: dict | None = None) -> tuple[dict, dict]:
     """WER/CER per split through recipes/transcribe_aligner.py (any NeMo ASR model: aligner, CTC, RNN-T), and the
     greedy decoding time (``decode_ms_per_batch``); the model is restored once for all of it.
 
     Greedy decoding for every system (the side-by-side table); an aligner is also scored with its beam search
-    (``decoding.beam`` of its config: the paper's width 6 with label-smoothing debiasing) as ``wer_beam``.
+    (``decoding.beam`` of its config: the paper's width 6 with label-smoothing debiasing) as ``wer_beam``, and on
+    the long splits with its ``longform`` section, ``longform`` (options) merged over it.
     """
     sys.path.insert(0, str(RECIPES))
     from omegaconf import OmegaConf, open_dict
@@ -192,14 +193,14 @@ def evaluate(model_path: Path, corpus: Path, out_dir: Path) -> tuple[dict, dict]
         greedy = OmegaConf.to_container(model.cfg.decoding)
         beam, plain = {**greedy, "strategy": "beam"}, model.cfg.get("longform")
         # (result key, decoding, long-form on, splits): beam on every split, then long-form greedy and beam
-        for key, decoding, longform, splits in (
+        for key, decoding, chunked, splits in (
             ("beam", beam, False, SPLITS),
             ("longform", greedy, True, LONGFORM_SPLITS),
             ("longform_beam", beam, True, LONGFORM_SPLITS),
         ):
             model.change_decoding_strategy(decoding, verbose=False)
-            if longform:
-                set_longform(model, {"enabled": True})
+            if chunked:
+                set_longform(model, {**(longform or {}), "enabled": True})
             for split in splits:
                 metrics, _ = score(split, f"_{key}")
                 results[split].update({f"wer_{key}": round(metrics["wer"], 4), f"cer_{key}": round(metrics["cer"], 4)})
@@ -342,6 +343,7 @@ def write_report(out_dir: Path, report: dict) -> Path:
     lines.append(
         "long-form: audio longer than the config's `longform.chunk_seconds` transcribed in chunks (its "
         "`longform` section, enabled; docs/longform.md), greedy or with the beam search above."
+        + (f" Options given for this report: {report['longform_options']}." if report.get("longform_options") else "")
     )
     lines.append(
         "test_long: 2-3 unseen sentences read as sentences (a pause at each end); test_long_nopause: the same read "
@@ -395,6 +397,26 @@ def write_report(out_dir: Path, report: dict) -> Path:
     return out_dir / "report.md"
 
 
+def parse_longform_options(parser: argparse.ArgumentParser, items: list[str]) -> dict:
+    """``KEY=VALUE`` strings -> long-form options (YAML values: 5 -> int, true -> bool), checked up front."""
+    import yaml
+
+    options = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            parser.error(f"--longform {item}: expected KEY=VALUE")
+        options[key] = yaml.safe_load(value)
+    if options:
+        from nemo_aligner_plugin.longform import longform_config
+
+        try:
+            longform_config({**options, "enabled": True})
+        except (TypeError, ValueError) as err:
+            parser.error(f"--longform: {err}")
+    return options
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work-dir", type=Path, default=REPO / "data" / "demo", help="corpus, runs and report go here")
@@ -414,8 +436,17 @@ def main(argv: list[str] | None = None) -> None:
         default=0,
         help="train NeMo CTC for this many of the schedule's steps first, then the aligner from its encoder",
     )
+    parser.add_argument(
+        "--longform",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="long-form option for scoring the long splits, over the aligner's own longform section (e.g. for a "
+        "model trained before the config's setting changed): --longform boundary=every_pause",
+    )
     parser.add_argument("overrides", nargs="*", help="extra hydra overrides for the training recipes")
     args = parser.parse_args(argv)
+    longform = parse_longform_options(parser, args.longform)
     given = {}
     for item in args.model:
         system, _, path = item.partition("=")
@@ -461,7 +492,7 @@ def main(argv: list[str] | None = None) -> None:
             f"test_long_nopause (the same without pauses), test_long_sentences (its sentences alone), test_padded "
             f"(test with {PAD_SECONDS} s of silence around)"
         )
-        splits, decode = evaluate(model_path, corpus, model_path.parent)
+        splits, decode = evaluate(model_path, corpus, model_path.parent, longform if system == "aligner" else None)
         results[system] = {"model": str(model_path), "training": summary, "splits": splits, "decode": decode}
 
     aligner = results["aligner"]
@@ -474,6 +505,7 @@ def main(argv: list[str] | None = None) -> None:
         "training": aligner["training"],
         "splits": aligner["splits"],
         "alignment": alignment,
+        "longform_options": longform,
         "length_ratios": length_ratios(aligner["splits"]),
         "systems": results if len(results) > 1 else None,
         "total_minutes": (time.perf_counter() - start) / 60,

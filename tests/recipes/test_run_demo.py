@@ -86,3 +86,30 @@ def test_length_ratios_split_test_long_over_test_in_two_factors():
     # a perfect test score has no ratio, and long-form is only reported where it was scored
     assert r["beam"]["sentences_alone_vs_test"] is None and "longform" not in r["beam"]
     assert length_ratios({"test": {}, "test_long_sentences": {}, "test_long": {}}) == {}
+
+
+@pytest.mark.unit
+def test_longform_options_are_typed_and_checked_before_anything_runs(tmp_path):
+    sys.path.insert(0, str(REPO / "recipes"))
+    import argparse
+
+    from run_demo import parse_longform_options
+
+    parser = argparse.ArgumentParser()
+    options = ["boundary=every_pause", "chunk_seconds=5", "chunk_features=true"]
+    assert parse_longform_options(parser, options) == {
+        "boundary": "every_pause",
+        "chunk_seconds": 5,
+        "chunk_features": True,
+    }
+    assert parse_longform_options(parser, []) == {}
+    for bad, named in (("boundary", "KEY=VALUE"), ("chunk_seconds=-1", "long-form config"), ("bogus=1", "bogus")):
+        proc = subprocess.run(
+            [sys.executable, "recipes/run_demo.py", "--work-dir", str(tmp_path), "--longform", bad],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            timeout=300,
+        )
+        assert proc.returncode == 2 and named in proc.stderr
+    assert not any(tmp_path.iterdir())  # nothing built or trained
