@@ -321,18 +321,23 @@ def test_pause_cuts_cut_every_pause_at_the_feature_frame_where_speech_resumes():
         assert cuts[-1] == total and lengths.min() >= 1 and lengths.max() <= size
 
 
-@pytest.mark.unit
-@pytest.mark.parametrize("reverse", [False, True])
-def test_every_pause_boundary_cuts_at_each_pause_where_pause_cuts_once(tokenizer_dir, reverse):
-    """Speech 1.2 s, silence 0.6 s, speech 1.5 s, silence 0.5 s, speech 1.2 s (5 s = 125 frames), 4 s chunks:
-    ``every_pause`` cuts where speech resumes, at 1.8 s and 3.8 s; ``pause`` only once, at 3.8 s."""
+def _tiny_model_and_two_pauses(tokenizer_dir, reverse: bool, last_seconds: float):
+    """A random tiny model and noise 'speech' 1.2 s, silence 0.6 s, speech 1.5 s, silence 0.5 s, speech (B=1, S)."""
     torch.manual_seed(0)
     model = AlignerEncoderModel(tiny_cfg(tokenizer_dir, model={"reverse_audio": reverse}).model).eval()
     rng = np.random.default_rng(0)
     speech = lambda seconds: 0.3 * rng.standard_normal(int(seconds * SAMPLE_RATE))  # noqa: E731
     silence = lambda seconds: 1e-4 * rng.standard_normal(int(seconds * SAMPLE_RATE))  # noqa: E731
-    audio = np.concatenate([speech(1.2), silence(0.6), speech(1.5), silence(0.5), speech(1.2)])
-    audio = torch.from_numpy(audio.astype(np.float32))[None]
+    audio = np.concatenate([speech(1.2), silence(0.6), speech(1.5), silence(0.5), speech(last_seconds)])
+    return model, torch.from_numpy(audio.astype(np.float32))[None]
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("reverse", [False, True])
+def test_every_pause_boundary_cuts_at_each_pause_where_pause_cuts_once(tokenizer_dir, reverse):
+    """Speech 1.2 s, silence 0.6 s, speech 1.5 s, silence 0.5 s, speech 1.2 s (5 s = 125 frames), 4 s chunks:
+    ``every_pause`` cuts where speech resumes, at 1.8 s and 3.8 s; ``pause`` only once, at 3.8 s."""
+    model, audio = _tiny_model_and_two_pauses(tokenizer_dir, reverse, last_seconds=1.2)
     every = encode_chunked(model, LongformConfig(chunk_seconds=4.0, boundary="every_pause"), input_signal=audio)
     assert every.num_chunks.tolist() == [3]
     assert every.encoder_out_lens.tolist() in ([45, 50, 30], [45, 50, 31], [44, 51, 30], [44, 50, 31])
@@ -344,13 +349,7 @@ def test_every_pause_boundary_cuts_at_each_pause_where_pause_cuts_once(tokenizer
 @pytest.mark.parametrize("reverse", [False, True])
 def test_chunk_features_encode_each_chunk_audio_as_an_utterance_of_its_own(tokenizer_dir, reverse):
     """The same cuts as without chunk_features; chunk k == the model's encoder on that stretch of audio alone."""
-    torch.manual_seed(0)
-    model = AlignerEncoderModel(tiny_cfg(tokenizer_dir, model={"reverse_audio": reverse}).model).eval()
-    rng = np.random.default_rng(0)
-    speech = lambda seconds: 0.3 * rng.standard_normal(int(seconds * SAMPLE_RATE))  # noqa: E731
-    silence = lambda seconds: 1e-4 * rng.standard_normal(int(seconds * SAMPLE_RATE))  # noqa: E731
-    audio = np.concatenate([speech(1.2), silence(0.6), speech(1.5), silence(0.5), speech(1.23)])
-    audio = torch.from_numpy(audio.astype(np.float32))[None]
+    model, audio = _tiny_model_and_two_pauses(tokenizer_dir, reverse, last_seconds=1.23)
     cfg = LongformConfig(chunk_seconds=4.0, boundary="every_pause", chunk_batch_size=2)
     whole = encode_chunked(model, cfg, input_signal=audio)
     own = encode_chunked(model, dataclasses.replace(cfg, chunk_features=True), input_signal=audio)

@@ -16,16 +16,6 @@ import pytest
 from conftest import REPO, load_recipe
 
 SCRIPT = REPO / "recipes" / "make_demo_corpus.py"
-SPLITS = (
-    "train",
-    "dev",
-    "dev_long",
-    "dev_long_sentences",
-    "test",
-    "test_long",
-    "test_long_nopause",
-    "test_long_sentences",
-)
 TINY_ARGS = (
     "--seed 7 --num-train 12 --num-dev 4 --num-test 4 --num-test-long 2 --num-dev-long 2 --vocab-size 40".split()
 )
@@ -35,6 +25,7 @@ needs_espeak = pytest.mark.skipif(
 
 
 mdc = load_recipe("make_demo_corpus")
+SPLITS = mdc.SPLITS
 
 
 def _run(out: Path, *extra: str, env: dict | None = None) -> subprocess.CompletedProcess:
