@@ -19,7 +19,9 @@ of the quietest stretch in the chunk's last ``pause_search_seconds``, so that cu
 sentences rather than inside them and the next chunk starts with speech; chunks are at most ``chunk_seconds``)
 or ``every_pause`` (a cut at every pause, at the feature frame where speech resumes, so that a chunk is a
 sentence or phrase as a training utterance is; stretches without a pause longer than ``chunk_seconds`` are cut
-as with ``pause``).
+as with ``pause``). With ``chunk_features`` the cuts are found the same way, but each chunk's audio then goes
+through the preprocessor and the whole encoder as an utterance of its own (its own normalization, no audio
+outside it), as the demo's trimmed training utterances did.
 """
 
 from __future__ import annotations
