@@ -111,6 +111,7 @@ HEAD_DEFAULTS: dict[str, Any] = {
         "pre_encode_seconds": 30.0,
         "boundary": "fixed",
         "pause_search_seconds": 2.0,
+        "chunk_features": False,
     },
     "optim": {
         "name": "adamw",
