@@ -211,10 +211,10 @@ def pause_cuts(
     No chunk is shorter than ``min_length``; a stretch longer than ``size`` is cut further by ``chunk_cuts``.
     """
     values = np.asarray(feature_loudness, dtype=np.float64)
-    total = len(values) // factor
+    frames = _frame_means(values, factor)
+    total = len(frames)
     if total == 0:
         return []
-    frames = values[: total * factor].reshape(total, factor).mean(axis=1)
     prefix = np.concatenate([[0.0], np.cumsum(frames)])
     pauses: list[int] = []
     if total > width:
@@ -231,6 +231,13 @@ def pause_cuts(
         cuts += [start + c for c in chunk_cuts(frames[start:end].tolist(), size, search, width)]
         start = end
     return cuts
+
+
+def _frame_means(feature_loudness: Sequence[float], factor: int) -> np.ndarray:
+    """Loudness per encoder frame: the mean of its ``factor`` feature frames (a partial last group is dropped)."""
+    values = np.asarray(feature_loudness, dtype=np.float64)
+    total = len(values) // factor
+    return values[: total * factor].reshape(total, factor).mean(axis=1)
 
 
 def _speech_onset(values: np.ndarray, first: int, last: int, factor: int, width: int) -> int:
@@ -333,8 +340,7 @@ def encode_chunked(
                 shortest = chunk_frames(model, _MIN_CHUNK_SECONDS)
                 cuts = [pause_cuts(values, factor, size, search, width, shortest) for values in loudness]
             else:
-                frames_loudness = [np.asarray(v).reshape(-1, factor).mean(axis=1).tolist() for v in loudness]
-                cuts = [chunk_cuts(values, size, search, width) for values in frames_loudness]
+                cuts = [chunk_cuts(_frame_means(values, factor).tolist(), size, search, width) for values in loudness]
         else:
             cuts = [list(range(size, length, size)) + [length] if length else [] for length in lengths]
         del processed_signal

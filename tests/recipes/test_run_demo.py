@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, load_recipe
 
 
 @pytest.mark.unit
@@ -69,9 +69,7 @@ def test_ctc_warmup_must_leave_aligner_steps(tmp_path):
 
 @pytest.mark.unit
 def test_length_ratios_split_test_long_over_test_in_two_factors():
-    sys.path.insert(0, str(REPO / "recipes"))
-    from run_demo import length_ratios
-
+    length_ratios = load_recipe("run_demo").length_ratios
     splits = {
         "test": {"wer": 0.04, "wer_beam": 0.0},
         "test_long_sentences": {"wer": 0.05, "wer_beam": 0.02},
@@ -90,11 +88,9 @@ def test_length_ratios_split_test_long_over_test_in_two_factors():
 
 @pytest.mark.unit
 def test_longform_options_are_typed_and_checked_before_anything_runs(tmp_path):
-    sys.path.insert(0, str(REPO / "recipes"))
     import argparse
 
-    from run_demo import parse_longform_options
-
+    parse_longform_options = load_recipe("run_demo").parse_longform_options
     parser = argparse.ArgumentParser()
     options = ["boundary=every_pause", "chunk_seconds=5", "chunk_features=true"]
     assert parse_longform_options(parser, options) == {
