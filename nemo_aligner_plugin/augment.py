@@ -96,23 +96,40 @@ def pad_silence(
     min_samples: int,
     max_samples: int,
     generator: torch.Generator | None = None,
+    noise: float = 0.0,
+    floor_window: int = 160,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Put digital silence before and after a random share ``prob`` of the rows (B, S) -> (B, S').
+    """Put silence before and after a random share ``prob`` of the rows (B, S) -> (B, S').
 
     The batch-level twin of NeMo's ``SilencePerturbation``: applied after concatenation, silence lands only at
     the ends of a joined row, so the joins stay continuous speech. Start and end lengths are drawn independently
-    from ``min_samples..max_samples``.
+    from ``min_samples..max_samples``. A share ``noise`` of the padded rows gets, instead of digital zeros,
+    Gaussian noise at the row's own floor (the RMS of its quietest ``floor_window`` samples): what a pause
+    sounds like in recorded audio, where a chunk of long audio starts or ends.
     """
     batch = audio.size(0)
     chosen = torch.rand(batch, generator=generator) < prob
     if not bool(chosen.any()):
         return audio, audio_lens
     lengths = torch.randint(min_samples, max_samples + 1, (batch, 2), generator=generator) * chosen.unsqueeze(1)
+    noisy = torch.rand(batch, generator=generator) < noise
     rows = []
     for b in range(batch):
         start, end = int(lengths[b, 0]), int(lengths[b, 1])
-        rows.append(torch.cat([audio.new_zeros(start), audio[b, : audio_lens[b]], audio.new_zeros(end)]))
+        row = audio[b, : audio_lens[b]]
+        if bool(noisy[b]):
+            level = noise_floor(row, floor_window)
+            pad = torch.randn(start + end, generator=generator).to(row) * level
+            rows.append(torch.cat([pad[:start], row, pad[start:]]))
+        else:
+            rows.append(torch.cat([audio.new_zeros(start), row, audio.new_zeros(end)]))
     return _pad_rows(rows, audio_lens)
+
+
+def noise_floor(row: torch.Tensor, window: int) -> torch.Tensor:
+    """RMS of the quietest whole ``window`` of samples of a 1-D signal (the whole signal when shorter)."""
+    frames = row[: row.numel() // window * window].reshape(-1, window) if row.numel() >= window else row[None]
+    return frames.float().pow(2).mean(dim=1).min().sqrt()
 
 
 def _pad_rows(rows: list[torch.Tensor], lens_like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

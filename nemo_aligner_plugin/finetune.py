@@ -87,7 +87,7 @@ HEAD_DEFAULTS: dict[str, Any] = {
     "aux_aligner": {"weight": 0.0, "layer": None},
     "nonar_aux": {"weight": 0.0},
     "concat_utterances": {"fraction": 0.15, "gap_seconds": 0.1, "mode": "in_batch", "max_joined": 2, "start_step": 0},
-    "silence_padding": {"prob": 0.0, "min_seconds": 0.0, "max_seconds": 0.5, "start_step": 0},
+    "silence_padding": {"prob": 0.0, "min_seconds": 0.0, "max_seconds": 0.5, "start_step": 0, "noise": 0.0},
     "decoding": {
         "strategy": "greedy_batch",
         "compute_timestamps": False,
@@ -112,6 +112,8 @@ HEAD_DEFAULTS: dict[str, Any] = {
         "boundary": "fixed",
         "pause_search_seconds": 2.0,
         "chunk_features": False,
+        "trim_pauses": False,
+        "onset_lead_seconds": 0.0,
     },
     "optim": {
         "name": "adamw",

@@ -52,6 +52,7 @@ __all__ = [
     "chunk_frames",
     "chunk_cuts",
     "pause_cuts",
+    "speech_ends",
     "pre_encode",
     "encode_chunked",
     "decode_chunked",
@@ -88,6 +89,8 @@ _PAUSE_LEVEL = 0.1
 _ONSET_LEVEL = 0.2
 # every_pause: no chunk shorter than this (a pause right after a cut or before the end is not cut).
 _MIN_CHUNK_SECONDS = 1.0
+# trim_pauses: audio kept after the last speech frame of a chunk, as the corpus trimming leaves a margin.
+_TRIM_MARGIN_SECONDS = 0.05
 
 
 @dataclass
@@ -100,6 +103,8 @@ class LongformConfig:
     boundary: str = "fixed"  # where chunks end: a key of BOUNDARIES
     pause_search_seconds: float = 2.0  # boundary=pause: how far before a chunk's end to look (capped at chunk_seconds)
     chunk_features: bool = False  # each chunk's audio through the preprocessor and encoder as an utterance of its own
+    trim_pauses: bool = False  # drop each chunk's trailing pause (its frames decode nothing, as a trimmed utterance)
+    onset_lead_seconds: float = 0.0  # every_pause: start each chunk this long before the detected speech onset
 
     def __post_init__(self) -> None:
         if self.mode not in START_STATES:
@@ -108,6 +113,11 @@ class LongformConfig:
             raise ValueError(f"longform boundary={self.boundary!r}; choose one of {sorted(BOUNDARIES)}")
         if self.chunk_seconds <= 0 or self.prime_tokens < 0 or self.chunk_batch_size < 1:
             raise ValueError(f"invalid long-form config: {self}")
+        if not 0.0 <= self.onset_lead_seconds <= _PAUSE_WIDTH_SECONDS:
+            raise ValueError(
+                f"longform onset_lead_seconds={self.onset_lead_seconds} must lie in [0, {_PAUSE_WIDTH_SECONDS}] "
+                "(within the pause that precedes the onset)"
+            )
         if self.pause_search_seconds <= 0:
             raise ValueError(f"longform pause_search_seconds={self.pause_search_seconds} must be positive")
         if self.pre_encode_seconds is not None and self.pre_encode_seconds <= 0:
@@ -121,6 +131,10 @@ class ChunkedEncoding:
     encoder_out: torch.Tensor  # (N, C, D) chunk outputs, zero-padded after encoder_out_lens
     encoder_out_lens: torch.Tensor  # (N,) valid frames per chunk
     num_chunks: torch.Tensor  # (B,) chunks per utterance, in order; sums to N
+    # (N,) global encoder frame of each chunk's first frame and (B,) encoder frames per utterance; None: chunks
+    # are contiguous (offsets are the running sum of encoder_out_lens)
+    chunk_offsets: Optional[torch.Tensor] = None
+    frame_lens: Optional[torch.Tensor] = None
 
 
 @contextmanager
@@ -201,13 +215,14 @@ def chunk_cuts(loudness: Sequence[float], size: int, search: int, width: int = 1
 
 
 def pause_cuts(
-    feature_loudness: Sequence[float], factor: int, size: int, search: int, width: int, min_length: int
+    feature_loudness: Sequence[float], factor: int, size: int, search: int, width: int, min_length: int, lead: int = 0
 ) -> list[int]:
     """Chunk ends (encoder frames, as ``chunk_cuts``) at every pause of one utterance, where speech resumes.
 
     ``feature_loudness`` has one value per feature frame, ``factor`` per encoder frame (the subsampling). A pause
     is a run of cuts whose ``width`` preceding frames are within ``_PAUSE_LEVEL`` of the way from the quietest to
-    the median loudness; it is cut at the encoder frame that holds the speech onset after it (``_speech_onset``).
+    the median loudness; it is cut at the encoder frame that holds the speech onset after it (``_speech_onset``),
+    or the feature frame ``lead`` frames before that onset.
     No chunk is shorter than ``min_length``; a stretch longer than ``size`` is cut further by ``chunk_cuts``.
     """
     values = np.asarray(feature_loudness, dtype=np.float64)
@@ -223,7 +238,7 @@ def pause_cuts(
         # runs of quiet cuts: [first, last] as cut indices
         edges = np.flatnonzero(np.diff(np.concatenate([[0], quiet.astype(np.int8), [0]])))
         for first, last in zip(edges[::2] + width, edges[1::2] + width - 1, strict=True):
-            cut = _speech_onset(values, int(first), int(last), factor, width)
+            cut = _speech_onset(values, int(first), int(last), factor, width, lead)
             if cut - (pauses[-1] if pauses else 0) >= min_length and total - cut >= min_length:
                 pauses.append(cut)
     cuts, start = [], 0
@@ -240,32 +255,63 @@ def _frame_means(feature_loudness: Sequence[float], factor: int) -> np.ndarray:
     return values[: total * factor].reshape(total, factor).mean(axis=1)
 
 
-def _speech_onset(values: np.ndarray, first: int, last: int, factor: int, width: int) -> int:
-    """The encoder frame holding the first feature frame after the pause (cuts ``first``..``last``) where speech
-    resumes; ``last`` (the end of the quiet run) when no rise is found."""
+def _speech_onset(values: np.ndarray, first: int, last: int, factor: int, width: int, lead: int = 0) -> int:
+    """The encoder frame holding the feature frame ``lead`` frames before the first one after the pause (cuts
+    ``first``..``last``) where speech resumes; ``last`` (the end of the quiet run) when no rise is found."""
     pause_level = float(np.median(values[factor * (first - width) : factor * first]))
     threshold = pause_level + _ONSET_LEVEL * (float(np.median(values)) - pause_level)
     stop = min(len(values) - 1, factor * (last + width))
     for m in range(factor * (first - width // 2), stop):
         if values[m] >= threshold and values[m + 1] >= threshold:
-            return m // factor
+            return max(0, m - lead) // factor
     return last
 
 
-def _chunk_spans(cuts: list[list[int]], lengths: list[int], reverse: bool) -> list[tuple[int, int, int]]:
+def _chunk_spans(
+    cuts: list[list[int]], lengths: list[int], reverse: bool, kept: Optional[list[list[int]]] = None
+) -> list[tuple[int, int, int]]:
     """(utterance, first frame, length) of every chunk, utterance-major, chunks in the audio's time order.
 
-    ``cuts`` are each utterance's chunk ends in time order. A reverse-audio model's frames run backwards in
+    ``cuts`` are each utterance's chunk ends in time order; ``kept`` (trim_pauses) the end of each chunk's
+    speech, at most its cut: frames between are dropped. A reverse-audio model's frames run backwards in
     time, so its chunks are taken from the end of the sequence: the chunk of audio time [a, b) is frames
     [T - b, T - a), i.e. that stretch reversed, which is what the model was trained on.
     """
     spans = []
     for b, (ends, length) in enumerate(zip(cuts, lengths, strict=True)):
         start = 0
-        for end in ends:
-            spans.append((b, length - end if reverse else start, end - start))
+        for i, end in enumerate(ends):
+            stop = kept[b][i] if kept is not None else end
+            spans.append((b, length - stop if reverse else start, stop - start))
             start = end
     return spans
+
+
+def speech_ends(feature_loudness: Sequence[float], factor: int, cuts: list[int], width: int, margin: int) -> list[int]:
+    """The encoder frame (exclusive) where each chunk's speech ends, ``margin`` feature frames after its last
+    speech frame: a chunk cut where speech resumes carries the pause before that onset, which trimmed training
+    utterances never had. A chunk without a trailing pause keeps its cut; every chunk keeps its first frame.
+
+    Speech is two feature frames at or above ``_ONSET_LEVEL`` of the way from the quietest ``width``-frame
+    stretch to the median loudness, as in ``_speech_onset``.
+    """
+    values = np.asarray(feature_loudness, dtype=np.float64)
+    frames = _frame_means(values, factor)
+    if len(frames) <= width:
+        return list(cuts)
+    prefix = np.concatenate([[0.0], np.cumsum(frames)])
+    quietest = float(((prefix[width:] - prefix[:-width]) / width).min())
+    threshold = quietest + _ONSET_LEVEL * (float(np.median(values)) - quietest)
+    ends, start = [], 0
+    for cut in cuts:
+        stop = cut
+        for m in range(min(len(values), cut * factor) - 1, start * factor, -1):
+            if values[m] >= threshold and values[m - 1] >= threshold:
+                stop = min(cut, -(-(m + 1 + margin) // factor))
+                break
+        ends.append(max(start + 1, stop))
+        start = cut
+    return ends
 
 
 def _feature_loudness(
@@ -338,14 +384,24 @@ def encode_chunked(
             width = chunk_frames(model, _PAUSE_WIDTH_SECONDS)  # frames before a cut that must be quiet
             if cfg.boundary == "every_pause":
                 shortest = chunk_frames(model, _MIN_CHUNK_SECONDS)
-                cuts = [pause_cuts(values, factor, size, search, width, shortest) for values in loudness]
+                lead = round(cfg.onset_lead_seconds / float(model.cfg.preprocessor.window_stride))
+                cuts = [pause_cuts(values, factor, size, search, width, shortest, lead) for values in loudness]
             else:
                 cuts = [chunk_cuts(_frame_means(values, factor).tolist(), size, search, width) for values in loudness]
         else:
             cuts = [list(range(size, length, size)) + [length] if length else [] for length in lengths]
+        kept = None
+        if cfg.trim_pauses:
+            if cfg.boundary == "fixed":
+                loudness = _feature_loudness(processed_signal, processed_signal_length, lengths, factor, reverse)
+            width = chunk_frames(model, _PAUSE_WIDTH_SECONDS)
+            margin = round(_TRIM_MARGIN_SECONDS / float(model.cfg.preprocessor.window_stride))
+            kept = [speech_ends(values, factor, ends, width, margin) for values, ends in zip(loudness, cuts, strict=True)]
         del processed_signal
 
-        spans = _chunk_spans(cuts, lengths, reverse)
+        spans = _chunk_spans(cuts, lengths, reverse, kept)
+        # global first frame of each chunk, in the order decoding counts them (as if chunks were contiguous)
+        offsets = [start for ends in cuts for start in ([0] + ends[:-1] if ends else [])]
         num_chunks = torch.bincount(torch.tensor([b for b, _, _ in spans], dtype=torch.long), minlength=len(frame_lens))
         outputs: list[torch.Tensor] = []
         for group_start in range(0, len(spans), cfg.chunk_batch_size):
@@ -366,6 +422,8 @@ def encode_chunked(
             encoder_out=torch.nn.utils.rnn.pad_sequence(outputs, batch_first=True),
             encoder_out_lens=torch.tensor([o.size(0) for o in outputs], dtype=torch.long, device=device),
             num_chunks=num_chunks,
+            chunk_offsets=torch.tensor(offsets, dtype=torch.long),
+            frame_lens=torch.tensor(lengths, dtype=torch.long),
         )
 
 
@@ -501,6 +559,8 @@ def decode_chunked_batch(model, encoding: ChunkedEncoding, cfg: LongformConfig) 
     for b, length in zip(owner, encoding.encoder_out_lens.tolist(), strict=True):
         offsets.append(position[b])
         position[b] += length
+    if encoding.chunk_offsets is not None:  # chunks with dropped frames (trim_pauses)
+        offsets, position = encoding.chunk_offsets.tolist(), encoding.frame_lens.tolist()
     progress = [_Progress([], [], 0.0, None) for _ in num_chunks]
 
     def record(chunk_ids: list[int], hyps) -> None:

@@ -137,8 +137,11 @@ class AlignerEncoderModel(ASRModel, ExportableEncDecModel, ASRBPEMixin, ASRModul
             [padding.get("min_seconds", 0.0), padding.get("max_seconds", 0.0)], "model.silence_padding.min/max_seconds"
         )
         self.silence_start_step = int(padding.get("start_step", 0))
+        self.silence_noise = float(padding.get("noise", 0.0))
         if not 0.0 <= self.silence_prob <= 1.0:
             raise ValueError(f"model.silence_padding.prob={self.silence_prob}: expected a probability in [0, 1]")
+        if not 0.0 <= self.silence_noise <= 1.0:
+            raise ValueError(f"model.silence_padding.noise={self.silence_noise}: expected a share in [0, 1]")
         if self.silence_start_step < 0:
             raise ValueError(f"model.silence_padding.start_step={self.silence_start_step}: expected a step >= 0")
         with open_dict(self.cfg):
@@ -319,7 +322,9 @@ class AlignerEncoderModel(ASRModel, ExportableEncDecModel, ASRBPEMixin, ASRModul
                 max_joined=self.concat_max_joined,
             )
         if self.silence_prob > 0 and self.global_step >= self.silence_start_step:  # after joining: ends only
-            signal, signal_len = pad_silence(signal, signal_len, self.silence_prob, *self.silence_samples)
+            signal, signal_len = pad_silence(
+                signal, signal_len, self.silence_prob, *self.silence_samples, noise=self.silence_noise
+            )
         encoded, encoded_len = self.forward(input_signal=signal, input_signal_length=signal_len)
         pred = self.prediction_states(transcript, transcript_len)  # once, also for the intermediate aligner loss
         aligner_loss = self.compute_loss(encoded, encoded_len, transcript, transcript_len, pred=pred)

@@ -79,6 +79,20 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=["false"],
         help="longform.chunk_features values (true: each chunk's audio encoded as an utterance of its own)",
     )
+    p.add_argument(
+        "--trim-pauses",
+        nargs="+",
+        choices=["false", "true"],
+        default=["false"],
+        help="longform.trim_pauses values (true: each chunk's trailing pause dropped)",
+    )
+    p.add_argument(
+        "--onset-lead-seconds",
+        nargs="+",
+        type=float,
+        default=[0.0],
+        help="longform.onset_lead_seconds values (every_pause: chunks start this long before the onset)",
+    )
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--out", type=Path, help="also write the rows as JSON here")
     a = p.parse_args(argv)
@@ -91,9 +105,18 @@ def main(argv: Sequence[str] | None = None) -> None:
             "chunk_seconds": c,
             "pause_search_seconds": min(w, c),
             "chunk_features": f == "true",
+            "trim_pauses": t == "true",
+            "onset_lead_seconds": lead,
         }
-        for s, m, b, c, w, f in itertools.product(
-            a.strategies, a.modes, a.boundaries, a.chunk_seconds, a.pause_search_seconds, a.chunk_features
+        for s, m, b, c, w, f, t, lead in itertools.product(
+            a.strategies,
+            a.modes,
+            a.boundaries,
+            a.chunk_seconds,
+            a.pause_search_seconds,
+            a.chunk_features,
+            a.trim_pauses,
+            a.onset_lead_seconds,
         )
     ]
     grid = [g for i, g in enumerate(grid) if g not in grid[:i]]  # search values capped to the same chunk

@@ -110,6 +110,29 @@ def test_pad_silence_puts_zeros_only_around_the_chosen_rows():
 
 
 @pytest.mark.unit
+def test_pad_silence_noise_fills_the_padding_at_each_rows_own_floor():
+    """noise=1: every padded row gets Gaussian noise at the RMS of its quietest 160 samples, the row untouched."""
+    gen = torch.Generator().manual_seed(0)
+    speech = torch.randn(2, 3200, generator=gen)
+    speech[0, 1600:1760] *= 0.01  # row 0's floor: one quiet 10 ms window, RMS ~0.01
+    speech[1] *= 0.5  # row 1 has no quiet window: its floor is its quietest window, RMS ~0.5 x 0.9
+    lens = torch.tensor([3200, 3200])
+    a, al = pad_silence(speech, lens, 1.0, 8000, 8000, generator=torch.Generator().manual_seed(1), noise=1.0)
+    assert al.tolist() == [19200, 19200]
+    for b, floor in enumerate([float(speech[0, 1600:1760].pow(2).mean().sqrt()), None]):
+        row = a[b]
+        assert torch.equal(row[8000:11200], speech[b])
+        pad = torch.cat([row[:8000], row[11200:]])
+        windows = speech[b].reshape(-1, 160).pow(2).mean(dim=1).sqrt()
+        assert float(pad.pow(2).mean().sqrt()) == pytest.approx(floor or float(windows.min()), rel=0.05)
+    mixed = [  # noise=0.5: about half the padded rows noisy, the rest digital zeros
+        bool(pad_silence(speech, lens, 1.0, 10, 10, generator=torch.Generator().manual_seed(s), noise=0.5)[0][0, 0])
+        for s in range(60)
+    ]
+    assert 0.3 < sum(mixed) / len(mixed) < 0.7
+
+
+@pytest.mark.unit
 def test_silence_padding_follows_concatenation_and_starts_at_its_step(tokenizer_dir, monkeypatch):
     """Joined rows get silence at their ends only: every row still starts or ends with its own audio in between."""
     cfg = tiny_cfg(
@@ -146,6 +169,7 @@ def test_silence_padding_follows_concatenation_and_starts_at_its_step(tokenizer_
         ("silence_padding", {"prob": 1.5}, "silence_padding.prob"),
         ("silence_padding", {"prob": 0.5, "min_seconds": 0.3, "max_seconds": 0.1}, "silence_padding.min/max"),
         ("silence_padding", {"prob": 0.5, "start_step": -1}, "silence_padding.start_step"),
+        ("silence_padding", {"prob": 0.5, "noise": 1.5}, "silence_padding.noise"),
         ("concat_utterances", {"gap_seconds": -0.1}, "concat_utterances.gap_seconds"),
         ("concat_utterances", {"gap_seconds": [0.2, 0.1]}, "concat_utterances.gap_seconds"),
     ],

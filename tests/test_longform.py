@@ -34,6 +34,7 @@ from nemo_aligner_plugin.longform import (
     pause_cuts,
     pre_encode,
     routable_audio,
+    speech_ends,
     transcribe_longform,
     transcribe_routed,
 )
@@ -304,6 +305,9 @@ def test_pause_cuts_cut_every_pause_at_the_feature_frame_where_speech_resumes():
     loud[310:312] = [-0.7, -0.4]  # so speech resumes at feature frame 311, in encoder frame 77
     loud[392:400] = -1.0  # trailing silence: a chunk would be shorter than min_length, so no cut
     assert pause_cuts(loud.tolist(), 4, size=60, search=20, width=5, min_length=10) == [38, 77, 100]
+    # lead: the frame holding the feature frame that many before the onset (153 - 2 = 151, 311 - 4 = 307)
+    assert pause_cuts(loud.tolist(), 4, size=60, search=20, width=5, min_length=10, lead=2) == [37, 77, 100]
+    assert pause_cuts(loud.tolist(), 4, size=60, search=20, width=5, min_length=10, lead=4) == [37, 76, 100]
     # a stretch longer than size is cut further as chunk_cuts cuts it (no pause inside: at size)
     assert pause_cuts(loud.tolist(), 4, size=30, search=20, width=5, min_length=10) == [30, 38, 68, 77, 100]
     # a pause that would leave a chunk shorter than min_length is not cut (here the 23 frames after the second)
@@ -319,6 +323,29 @@ def test_pause_cuts_cut_every_pause_at_the_feature_frame_where_speech_resumes():
         cuts = pause_cuts(values, 4, size, int(rng.integers(1, size + 1)), 5, int(rng.integers(1, 10)))
         lengths = np.diff([0] + cuts)
         assert cuts[-1] == total and lengths.min() >= 1 and lengths.max() <= size
+
+
+@pytest.mark.unit
+def test_speech_ends_drop_each_chunks_trailing_pause_up_to_a_margin_after_speech():
+    loud = np.ones(400)  # feature frames, 4 per encoder frame; the loudness of the pause_cuts test above
+    loud[120:153] = -1.0
+    loud[140] = 0.9  # a click inside the pause is not speech
+    loud[280:310] = -1.0
+    loud[310:312] = [-0.7, -0.4]
+    loud[392:400] = -1.0
+    cuts = pause_cuts(loud.tolist(), 4, size=60, search=20, width=5, min_length=10)
+    assert cuts == [38, 77, 100]
+    # speech ends after feature frames 119, 279 and 391; 5 frames of margin, rounded up to an encoder frame
+    assert speech_ends(loud.tolist(), 4, cuts, width=5, margin=5) == [32, 72, 100]
+    assert speech_ends(loud.tolist(), 4, cuts, width=5, margin=0) == [30, 70, 98]
+    assert speech_ends(loud.tolist(), 4, cuts, width=5, margin=100) == cuts  # never past the cut
+    # a cut inside speech keeps it; a cut inside the pause drops what of the pause the chunk holds
+    assert speech_ends(loud.tolist(), 4, [20, 35, 100], width=5, margin=5) == [20, 32, 100]
+    quiet = np.ones(800)
+    quiet[402:600] = -1.0  # the chunk [100, 150) = feature frames 400-599 holds speech at 400-401 only
+    assert speech_ends(quiet.tolist(), 4, [100, 150, 200], width=5, margin=5) == [100, 102, 200]
+    quiet[400:600] = -1.0  # no speech in it at all: kept whole, nothing is dropped on a guess
+    assert speech_ends(quiet.tolist(), 4, [100, 150, 200], width=5, margin=5) == [100, 150, 200]
 
 
 def _tiny_model_and_two_pauses(tokenizer_dir, reverse: bool, last_seconds: float):
@@ -371,6 +398,44 @@ def test_chunk_features_encode_each_chunk_audio_as_an_utterance_of_its_own(token
     features, feature_lens = model.preprocessor(input_signal=audio, length=torch.tensor([audio.size(1)]))
     with pytest.raises(ValueError, match="chunk_features"):
         encode_chunked(model, dataclasses.replace(cfg, chunk_features=True), processed_signal=features)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("reverse", [False, True])
+def test_trim_pauses_drops_each_chunks_trailing_pause_and_keeps_global_frames(tokenizer_dir, reverse):
+    """Speech 1.2 s, silence 0.6 s, speech 1.5 s, silence 0.5 s, speech: the first two chunks lose their
+    silence (all but the margin), the last has none; chunk k == the encoder on its kept audio alone, and
+    decoded frames stay global frames of the whole audio."""
+    model, audio = _tiny_model_and_two_pauses(tokenizer_dir, reverse, last_seconds=1.2)
+    cfg = LongformConfig(chunk_seconds=4.0, boundary="every_pause", chunk_features=True)
+    whole = encode_chunked(model, cfg, input_signal=audio)
+    trimmed = encode_chunked(model, dataclasses.replace(cfg, trim_pauses=True), input_signal=audio)
+    full, kept = whole.encoder_out_lens.tolist(), trimmed.encoder_out_lens.tolist()
+    assert trimmed.num_chunks.tolist() == [3]
+    # 1.2 s and 1.5 s of speech = 30 and 37.5 frames, + 0.05 s margin; the 32 ms window blurs a frame
+    assert abs(kept[0] - 32) <= 1 and abs(kept[1] - 40) <= 1 and kept[2] == full[2]
+    assert trimmed.chunk_offsets.tolist() == [0, full[0], full[0] + full[1]]
+    assert trimmed.frame_lens.tolist() == [sum(full)]
+    signal = audio.flip(1) if reverse else audio
+    step = 160 * model.encoder.subsampling_factor
+    total = sum(full)
+    with torch.no_grad():
+        for k, (offset, n) in enumerate(zip(trimmed.chunk_offsets.tolist(), kept, strict=True)):
+            start = total - offset - n if reverse else offset  # the kept audio: the start of the chunk in time
+            piece = signal[:, start * step : min((start + n) * step, signal.size(1))]
+            features, feature_lens = model.preprocessor(input_signal=piece, length=torch.tensor([piece.size(1)]))
+            expected, _ = model.encoder(audio_signal=features, length=feature_lens)
+            torch.testing.assert_close(trimmed.encoder_out[k, :n], expected[0, :, :n].T, rtol=0, atol=1e-5)
+    hyp = decode_chunked_batch(model, trimmed, LongformConfig(mode="reset_only"))[0]
+    assert hyp.length == total
+    own = [  # each chunk decoded alone, its frames shifted by the chunk's global offset
+        (frame + offset)
+        for k, offset in enumerate(trimmed.chunk_offsets.tolist())
+        for frame in decode_chunked(
+            model, trimmed.encoder_out[k : k + 1, : kept[k]], trimmed.encoder_out_lens[k : k + 1], LongformConfig()
+        ).timestamp.tolist()
+    ]
+    assert hyp.timestamp.tolist() == own
 
 
 @pytest.mark.unit
@@ -471,6 +536,8 @@ def test_routing_sends_only_audio_longer_than_a_chunk_to_longform(rigged_model):
         ({"boundary": "silence"}, "boundary"),
         ({"pause_search_seconds": -1.0}, "pause_search_seconds"),
         ({"pause_search_seconds": 0.0}, "pause_search_seconds"),
+        ({"onset_lead_seconds": -0.01}, "onset_lead_seconds"),
+        ({"onset_lead_seconds": 0.5}, "onset_lead_seconds"),
     ],
 )
 def test_config_rejects_bad_values(kwargs, named):
