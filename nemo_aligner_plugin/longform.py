@@ -396,7 +396,9 @@ def encode_chunked(
                 loudness = _feature_loudness(processed_signal, processed_signal_length, lengths, factor, reverse)
             width = chunk_frames(model, _PAUSE_WIDTH_SECONDS)
             margin = round(_TRIM_MARGIN_SECONDS / float(model.cfg.preprocessor.window_stride))
-            kept = [speech_ends(values, factor, ends, width, margin) for values, ends in zip(loudness, cuts, strict=True)]
+            kept = [
+                speech_ends(values, factor, ends, width, margin) for values, ends in zip(loudness, cuts, strict=True)
+            ]
         del processed_signal
 
         spans = _chunk_spans(cuts, lengths, reverse, kept)
