@@ -23,7 +23,8 @@ def test_sweep_scores_every_setting_and_one_chunk_equals_plain_decoding(trained_
         (s, m, c) for s in ("greedy_batch", "beam") for m in ("prime", "reset_only") for c in (0.6, 30.0)
     }
     assert all(r["pause_search_seconds"] == min(0.4, r["chunk_seconds"]) for r in rows)
-    assert all(r["chunk_features"] is False for r in rows)  # the default
+    assert all(r["chunk_features"] is False for r in rows)  # the defaults
+    assert all(r["trim_pauses"] is False and r["onset_lead_seconds"] == 0.0 for r in rows)
     # Chunks longer than any file: every item is decoded whole, so the WER is plain decoding's (0 on the overfit model).
     model = AlignerEncoderModel.restore_from(str(trained_nemo)).eval()
     entries = [json.loads(line) for line in tone_manifest.read_text().splitlines()]
@@ -33,7 +34,10 @@ def test_sweep_scores_every_setting_and_one_chunk_equals_plain_decoding(trained_
     # Short chunks cut the tone utterances (about 1-2 s) apart: the settings are really applied.
     assert any(r["wer"] > 0.0 for r in rows if r["chunk_seconds"] == 0.6)
     printed = capsys.readouterr().out
-    header = "| strategy | mode | boundary | chunk_seconds | pause_search_seconds | chunk_features | WER | CER |"
+    header = (
+        "| strategy | mode | boundary | chunk_seconds | pause_search_seconds | chunk_features | trim_pauses"
+        " | onset_lead_seconds | WER | CER |"
+    )
     assert header in printed
 
 
