@@ -72,20 +72,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument(
         "--pause-search-seconds", nargs="+", type=float, default=[2.5], help="longform.pause_search_seconds values"
     )
-    p.add_argument(
-        "--chunk-features",
-        nargs="+",
-        choices=["false", "true"],
-        default=["false"],
-        help="longform.chunk_features values (true: each chunk's audio encoded as an utterance of its own)",
-    )
-    p.add_argument(
-        "--trim-pauses",
-        nargs="+",
-        choices=["false", "true"],
-        default=["false"],
-        help="longform.trim_pauses values (true: each chunk's trailing pause dropped)",
-    )
+    for flag, meaning in (
+        ("chunk_features", "each chunk's audio encoded as an utterance of its own"),
+        ("trim_pauses", "each chunk's trailing pause dropped"),
+    ):
+        p.add_argument(
+            "--" + flag.replace("_", "-"),
+            nargs="+",
+            choices=["false", "true"],
+            default=["false"],
+            help=f"longform.{flag} values (true: {meaning})",
+        )
     p.add_argument(
         "--onset-lead-seconds",
         nargs="+",
