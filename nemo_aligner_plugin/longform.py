@@ -230,10 +230,9 @@ def pause_cuts(
     total = len(frames)
     if total == 0:
         return []
-    prefix = np.concatenate([[0.0], np.cumsum(frames)])
     pauses: list[int] = []
     if total > width:
-        scores = (prefix[width:total] - prefix[: total - width]) / width  # cut c = width + i: frames [c - width, c)
+        scores = _stretch_means(frames, width)[:-1]  # cut c = width + i < total: frames [c - width, c)
         quiet = scores <= scores.min() + _PAUSE_LEVEL * (float(np.median(frames)) - scores.min())
         # runs of quiet cuts: [first, last] as cut indices
         edges = np.flatnonzero(np.diff(np.concatenate([[0], quiet.astype(np.int8), [0]])))
@@ -246,6 +245,12 @@ def pause_cuts(
         cuts += [start + c for c in chunk_cuts(frames[start:end].tolist(), size, search, width)]
         start = end
     return cuts
+
+
+def _stretch_means(frames: np.ndarray, width: int) -> np.ndarray:
+    """Mean loudness of every run of ``width`` consecutive frames (len(frames) - width + 1 values)."""
+    prefix = np.concatenate([[0.0], np.cumsum(frames)])
+    return (prefix[width:] - prefix[:-width]) / width
 
 
 def _frame_means(feature_loudness: Sequence[float], factor: int) -> np.ndarray:
@@ -299,8 +304,7 @@ def speech_ends(feature_loudness: Sequence[float], factor: int, cuts: list[int],
     frames = _frame_means(values, factor)
     if len(frames) <= width:
         return list(cuts)
-    prefix = np.concatenate([[0.0], np.cumsum(frames)])
-    quietest = float(((prefix[width:] - prefix[:-width]) / width).min())
+    quietest = float(_stretch_means(frames, width).min())
     threshold = quietest + _ONSET_LEVEL * (float(np.median(values)) - quietest)
     ends, start = [], 0
     for cut in cuts:
@@ -378,10 +382,11 @@ def encode_chunked(
         frames, frame_lens = pre_encode(model.encoder, processed_signal, processed_signal_length.to(device), window)
         lengths, size = frame_lens.tolist(), chunk_frames(model, cfg.chunk_seconds)
         factor = model.encoder.subsampling_factor
-        if cfg.boundary in ("pause", "every_pause"):
+        width = chunk_frames(model, _PAUSE_WIDTH_SECONDS)  # frames before a cut that must be quiet
+        if cfg.boundary != "fixed" or cfg.trim_pauses:
             loudness = _feature_loudness(processed_signal, processed_signal_length, lengths, factor, reverse)
+        if cfg.boundary in ("pause", "every_pause"):
             search = min(size, chunk_frames(model, cfg.pause_search_seconds))
-            width = chunk_frames(model, _PAUSE_WIDTH_SECONDS)  # frames before a cut that must be quiet
             if cfg.boundary == "every_pause":
                 shortest = chunk_frames(model, _MIN_CHUNK_SECONDS)
                 lead = round(cfg.onset_lead_seconds / float(model.cfg.preprocessor.window_stride))
@@ -392,9 +397,6 @@ def encode_chunked(
             cuts = [list(range(size, length, size)) + [length] if length else [] for length in lengths]
         kept = None
         if cfg.trim_pauses:
-            if cfg.boundary == "fixed":
-                loudness = _feature_loudness(processed_signal, processed_signal_length, lengths, factor, reverse)
-            width = chunk_frames(model, _PAUSE_WIDTH_SECONDS)
             margin = round(_TRIM_MARGIN_SECONDS / float(model.cfg.preprocessor.window_stride))
             kept = [
                 speech_ends(values, factor, ends, width, margin) for values, ends in zip(loudness, cuts, strict=True)
@@ -557,12 +559,13 @@ def decode_chunked_batch(model, encoding: ChunkedEncoding, cfg: LongformConfig) 
     """
     num_chunks = encoding.num_chunks.tolist()
     owner = [b for b, n in enumerate(num_chunks) for _ in range(n)]  # utterance of each chunk
-    offsets, position = [], [0] * len(num_chunks)  # global frame of each chunk's first frame
-    for b, length in zip(owner, encoding.encoder_out_lens.tolist(), strict=True):
-        offsets.append(position[b])
-        position[b] += length
-    if encoding.chunk_offsets is not None:  # chunks with dropped frames (trim_pauses)
+    if encoding.chunk_offsets is not None:  # global frame of each chunk's first frame, frames per utterance
         offsets, position = encoding.chunk_offsets.tolist(), encoding.frame_lens.tolist()
+    else:  # contiguous chunks
+        offsets, position = [], [0] * len(num_chunks)
+        for b, length in zip(owner, encoding.encoder_out_lens.tolist(), strict=True):
+            offsets.append(position[b])
+            position[b] += length
     progress = [_Progress([], [], 0.0, None) for _ in num_chunks]
 
     def record(chunk_ids: list[int], hyps) -> None:
