@@ -114,6 +114,9 @@ HEAD_DEFAULTS: dict[str, Any] = {
         "chunk_features": False,
         "trim_pauses": False,
         "onset_lead_seconds": 0.0,
+        "split_margin": None,
+        "split_min_seconds": 2.0,
+        "split_candidates": 6,
     },
     "optim": {
         "name": "adamw",

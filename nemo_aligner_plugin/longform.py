@@ -27,6 +27,7 @@ outside it), as the demo's trimmed training utterances did.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import contextmanager
@@ -53,6 +54,8 @@ __all__ = [
     "chunk_cuts",
     "pause_cuts",
     "speech_ends",
+    "split_candidates",
+    "split_search",
     "pre_encode",
     "encode_chunked",
     "decode_chunked",
@@ -91,6 +94,8 @@ _ONSET_LEVEL = 0.2
 _MIN_CHUNK_SECONDS = 1.0
 # trim_pauses: audio kept after the last speech frame of a chunk, as the corpus trimming leaves a margin.
 _TRIM_MARGIN_SECONDS = 0.05
+# split_margin: no half of a split chunk shorter than this (about the shortest training sentence).
+_SPLIT_SIDE_SECONDS = 0.8
 
 
 @dataclass
@@ -105,6 +110,11 @@ class LongformConfig:
     chunk_features: bool = False  # each chunk's audio through the preprocessor and encoder as an utterance of its own
     trim_pauses: bool = False  # drop each chunk's trailing pause (its frames decode nothing, as a trimmed utterance)
     onset_lead_seconds: float = 0.0  # every_pause: start each chunk this long before the detected speech onset
+    # Split a chunk at one of its quiet points when decoding the two halves alone scores more than this many nats
+    # (log-probability, EOS included) above decoding it whole: two sentences read on without a pause; None: off.
+    split_margin: Optional[float] = None
+    split_min_seconds: float = 2.0  # split_margin: chunks shorter than this are read whole
+    split_candidates: int = 6  # split_margin: the quietest points of a chunk tried as its cut
 
     def __post_init__(self) -> None:
         if self.mode not in START_STATES:
@@ -122,6 +132,15 @@ class LongformConfig:
             raise ValueError(f"longform pause_search_seconds={self.pause_search_seconds} must be positive")
         if self.pre_encode_seconds is not None and self.pre_encode_seconds <= 0:
             raise ValueError(f"pre_encode_seconds must be positive or None, got {self.pre_encode_seconds}")
+        if self.split_margin is not None and self.split_margin < 0:
+            raise ValueError(f"longform split_margin={self.split_margin} must be >= 0 (nats) or null (off)")
+        if self.split_min_seconds < 2 * _SPLIT_SIDE_SECONDS:
+            raise ValueError(
+                f"longform split_min_seconds={self.split_min_seconds} must be >= {2 * _SPLIT_SIDE_SECONDS} "
+                f"(each half of a split is at least {_SPLIT_SIDE_SECONDS} s)"
+            )
+        if self.split_candidates < 1:
+            raise ValueError(f"longform split_candidates={self.split_candidates} must be >= 1")
 
 
 @dataclass
@@ -383,7 +402,7 @@ def encode_chunked(
         lengths, size = frame_lens.tolist(), chunk_frames(model, cfg.chunk_seconds)
         factor = model.encoder.subsampling_factor
         width = chunk_frames(model, _PAUSE_WIDTH_SECONDS)  # frames before a cut that must be quiet
-        if cfg.boundary != "fixed" or cfg.trim_pauses:
+        if cfg.boundary != "fixed" or cfg.trim_pauses or cfg.split_margin is not None:
             loudness = _feature_loudness(processed_signal, processed_signal_length, lengths, factor, reverse)
         if cfg.boundary in ("pause", "every_pause"):
             search = min(size, chunk_frames(model, cfg.pause_search_seconds))
@@ -395,6 +414,11 @@ def encode_chunked(
                 cuts = [chunk_cuts(_frame_means(values, factor).tolist(), size, search, width) for values in loudness]
         else:
             cuts = [list(range(size, length, size)) + [length] if length else [] for length in lengths]
+        if cfg.split_margin is not None:
+            encode = functools.partial(
+                _encode_spans, model, cfg, frames=frames, signal=input_signal, signal_lens=input_signal_length
+            )
+            cuts = split_search(model, cfg, cuts, loudness, lengths, reverse, encode)
         kept = None
         if cfg.trim_pauses:
             margin = round(_TRIM_MARGIN_SECONDS / float(model.cfg.preprocessor.window_stride))
@@ -407,18 +431,7 @@ def encode_chunked(
         # global first frame of each chunk, in the order decoding counts them (as if chunks were contiguous)
         offsets = [start for ends in cuts for start in ([0] + ends[:-1] if ends else [])]
         num_chunks = torch.bincount(torch.tensor([b for b, _, _ in spans], dtype=torch.long), minlength=len(frame_lens))
-        outputs: list[torch.Tensor] = []
-        for group_start in range(0, len(spans), cfg.chunk_batch_size):
-            group = spans[group_start : group_start + cfg.chunk_batch_size]
-            if cfg.chunk_features:
-                outputs.extend(_encode_chunk_audio(model, input_signal, input_signal_length, group, factor))
-                continue
-            lens = torch.tensor([n for _, _, n in group], dtype=torch.long, device=device)
-            chunks = frames.new_zeros(len(group), int(lens.max()), frames.size(2))  # (G, C, D)
-            for i, (b, start, n) in enumerate(group):
-                chunks[i, :n] = frames[b, start : start + n]
-            out, out_lens = model.encoder(audio_signal=chunks, length=lens, bypass_pre_encode=True)  # (G, D, C)
-            outputs.extend(o[:, :n].transpose(0, 1) for o, n in zip(out, out_lens.tolist(), strict=True))
+        outputs = _encode_spans(model, cfg, spans, frames, input_signal, input_signal_length)
         if not outputs:
             empty = frames.new_zeros(0, 0, model.cfg.model_defaults.enc_hidden)
             return ChunkedEncoding(empty, torch.zeros(0, dtype=torch.long), num_chunks)
@@ -429,6 +442,116 @@ def encode_chunked(
             chunk_offsets=torch.tensor(offsets, dtype=torch.long),
             frame_lens=torch.tensor(lengths, dtype=torch.long),
         )
+
+
+def _encode_spans(
+    model,
+    cfg: LongformConfig,
+    spans: list[tuple[int, int, int]],
+    frames: torch.Tensor,
+    signal: Optional[torch.Tensor],
+    signal_lens: Optional[torch.Tensor],
+) -> list[torch.Tensor]:
+    """Conformer output (n, D) of each (utterance, first frame, length) span, ``cfg.chunk_batch_size`` at a time:
+    its audio alone (``chunk_features``) or its slice of the subsampled ``frames`` (B, T, D)."""
+    factor = model.encoder.subsampling_factor
+    outputs: list[torch.Tensor] = []
+    for group_start in range(0, len(spans), cfg.chunk_batch_size):
+        group = spans[group_start : group_start + cfg.chunk_batch_size]
+        if cfg.chunk_features:
+            outputs.extend(_encode_chunk_audio(model, signal, signal_lens, group, factor))
+            continue
+        lens = torch.tensor([n for _, _, n in group], dtype=torch.long, device=frames.device)
+        chunks = frames.new_zeros(len(group), int(lens.max()), frames.size(2))  # (G, C, D)
+        for i, (b, start, n) in enumerate(group):
+            chunks[i, :n] = frames[b, start : start + n]
+        out, out_lens = model.encoder(audio_signal=chunks, length=lens, bypass_pre_encode=True)  # (G, D, C)
+        outputs.extend(o[:, :n].transpose(0, 1) for o, n in zip(out, out_lens.tolist(), strict=True))
+    return outputs
+
+
+def split_candidates(frame_loudness: Sequence[float], start: int, end: int, side: int, count: int) -> list[int]:
+    """Up to ``count`` cuts inside chunk [start, end) (encoder frames), quietest first: local minima of the
+    loudness smoothed over 3 frames, at least ``side`` frames from either end. A cut c starts the second half
+    at frame c, the quietest frame of a dip between two words."""
+    values = np.asarray(frame_loudness, dtype=np.float64)
+    smooth = np.convolve(values, np.ones(3) / 3, mode="same")
+    smooth[0], smooth[-1] = values[:2].mean(), values[-2:].mean()  # no zero padding at the ends
+    inner = range(max(start + side, 1), min(end - side, len(values) - 1) + 1)
+    minima = [c for c in inner if smooth[c] <= smooth[c - 1] and smooth[c] <= smooth[c + 1]]
+    # adjacent minima are one flat bottom, a dip only if the frames on both sides are louder (a level stretch is
+    # none); the dip is its quietest unsmoothed frame
+    runs = np.split(np.asarray(minima, dtype=np.int64), np.flatnonzero(np.diff(minima) > 1) + 1) if minima else []
+    dips = [
+        int(run[np.argmin(values[run])])
+        for run in runs
+        if smooth[run[0] - 1] > smooth[run[0]] and smooth[run[-1] + 1] > smooth[run[-1]]
+    ]
+    return sorted(dips, key=lambda c: (smooth[c], values[c], c))[:count]
+
+
+def split_search(
+    model,
+    cfg: LongformConfig,
+    cuts: list[list[int]],
+    loudness: list[list[float]],
+    lengths: list[int],
+    reverse: bool,
+    encode: Callable[[list[tuple[int, int, int]]], list[torch.Tensor]],
+) -> list[list[int]]:
+    """Each utterance's chunk ends (time order) with chunks split where the model reads two halves better.
+
+    A chunk of at least ``split_min_seconds`` is decoded whole and, for each of its ``split_candidates``
+    quietest points, as two halves, every piece from a fresh state (as a reset_only chunk, whatever the mode);
+    the cut whose halves' scores sum highest is taken when it beats the whole by ``split_margin`` nats, and
+    the halves are searched again. An aligner emits token i at frame i of its chunk, so two sentences with no
+    pause between them are one long read it often garbles, while each half alone is a training-like utterance.
+    Cost: (1 + 2 x candidates) extra chunk encodes and decodes per chunk searched.
+    """
+    factor = model.encoder.subsampling_factor
+    shortest, side = chunk_frames(model, cfg.split_min_seconds), chunk_frames(model, _SPLIT_SIDE_SECONDS)
+    frame_loudness = [_frame_means(values, factor) for values in loudness]
+    cuts = [list(ends) for ends in cuts]
+    scores: dict[tuple[int, int, int], float] = {}  # (utterance, start, end) in time order -> decode score
+
+    def score(segments: list[tuple[int, int, int]]) -> None:
+        todo = sorted({seg for seg in segments if seg not in scores})
+        spans = [(b, lengths[b] - end if reverse else start, end - start) for b, start, end in todo]
+        for group_start in range(0, len(spans), cfg.chunk_batch_size):
+            outs = encode(spans[group_start : group_start + cfg.chunk_batch_size])
+            lens = torch.tensor([o.size(0) for o in outs], dtype=torch.long, device=outs[0].device)
+            values = _chunk_scores(model, torch.nn.utils.rnn.pad_sequence(outs, batch_first=True), lens)
+            scores.update(zip(todo[group_start : group_start + len(outs)], values, strict=True))
+
+    pending = [
+        (b, start, end)
+        for b, ends in enumerate(cuts)
+        for start, end in zip([0] + ends[:-1], ends, strict=False)
+        if end - start >= shortest
+    ]
+    while pending:
+        tried = [
+            (seg, split_candidates(frame_loudness[seg[0]], seg[1], seg[2], side, cfg.split_candidates))
+            for seg in pending
+        ]
+        tried = [(seg, candidates) for seg, candidates in tried if candidates]
+        score([piece for (b, a, z), cs in tried for c in cs for piece in ((b, a, z), (b, a, c), (b, c, z))])
+        pending = []
+        for (b, a, z), candidates in tried:
+            gain, cut = max((scores[(b, a, c)] + scores[(b, c, z)] - scores[(b, a, z)], c) for c in candidates)
+            if gain > cfg.split_margin:
+                cuts[b] = sorted(cuts[b] + [cut])
+                pending += [seg for seg in ((b, a, cut), (b, cut, z)) if seg[2] - seg[1] >= shortest]
+    return cuts
+
+
+def _chunk_scores(model, chunks: torch.Tensor, lens: torch.Tensor) -> list[float]:
+    """Score (log-probability, EOS included) of each chunk decoded alone from a fresh state."""
+    if model.cfg.decoding.strategy == "nonar_greedy":
+        hyps, _ = nonar_greedy(None, model.nonar_head, chunks, lens, model.eos_id)
+    else:
+        hyps, _ = chunk_search(model)(chunks, lens, None)
+    return hyps.scores.tolist()
 
 
 def _encode_chunk_audio(

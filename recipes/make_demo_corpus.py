@@ -23,7 +23,8 @@ as one run-on sentence (no pause between the sentences): the harder case. ``test
 each sentence of ``test_long`` read alone with the same voice, rate, pitch and noise: the same words as short
 audio, so that test_long's WER splits into what its sentences cost and what long audio costs. ``dev_long`` is
 built like ``test_long`` from other unseen sentences, read by the train/dev voices: the split to tune long-audio
-settings (e.g. long-form chunking) on without looking at test_long (``dev_long_sentences``: its sentences alone).
+settings (e.g. long-form chunking) on without looking at test_long (``dev_long_sentences``: its sentences alone;
+``dev_long_nopause``: read straight on, to tune how long-form cuts speech that has no pause).
 
 Usage::
 
@@ -57,6 +58,7 @@ SPLITS = (
     "train",
     "dev",
     "dev_long",
+    "dev_long_nopause",
     "dev_long_sentences",
     "test",
     "test_long",
@@ -64,7 +66,7 @@ SPLITS = (
     "test_long_sentences",
 )
 # Bumped when the same args would synthesize different audio, so that an older corpus is rebuilt, not reused.
-CORPUS_VERSION = 3
+CORPUS_VERSION = 4
 ALLOWED_TEXT = re.compile(r"^[a-z']+( [a-z']+)*$")
 META_KEYS = ("audio_filepath", "voice", "rate", "pitch", "snr_db", "noise_seed", "spoken")
 
@@ -436,7 +438,7 @@ def plan_corpus(
         "dev_long": generate_long_texts(rng, num_dev_long, exclude=seen),
     }
     utts: list[Utterance] = []
-    for split in texts:  # test_long_nopause is derived from test_long below
+    for split in texts:  # the *_nopause splits are derived from dev_long/test_long below
         prng = random.Random(f"{seed}-{split}")
         pool = test_voices if split.startswith("test") else train_voices
         for i, group in enumerate(texts[split]):
@@ -454,7 +456,9 @@ def plan_corpus(
                 )
             )
     # The same utterances read straight on: only the pauses and sentence prosody differ from test_long.
-    utts += [replace(u, split="test_long_nopause", spoken=u.text) for u in utts if u.split == "test_long"]
+    utts += [
+        replace(u, split=f"{u.split}_nopause", spoken=u.text) for u in utts if u.split in ("dev_long", "test_long")
+    ]
     # Each long utterance's sentences read alone like a test utterance: the same words without long audio.
     for split in ("dev_long", "test_long"):
         long_utts = [u for u in utts if u.split == split]

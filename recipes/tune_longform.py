@@ -61,6 +61,11 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _margin(value: str) -> float | None:
+    """--split-margin value: nats, or off/null/none for no split search."""
+    return None if value.lower() in ("off", "null", "none") else float(value)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", required=True, help="aligner .nemo")
@@ -90,6 +95,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=[0.0],
         help="longform.onset_lead_seconds values (every_pause: chunks start this long before the onset)",
     )
+    p.add_argument(
+        "--split-margin",
+        nargs="+",
+        type=_margin,
+        default=[None],
+        help="longform.split_margin values in nats, or off (chunks split where two halves read better)",
+    )
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--out", type=Path, help="also write the rows as JSON here")
     a = p.parse_args(argv)
@@ -104,8 +116,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             "chunk_features": f == "true",
             "trim_pauses": t == "true",
             "onset_lead_seconds": lead,
+            "split_margin": margin,
         }
-        for s, m, b, c, w, f, t, lead in itertools.product(
+        for s, m, b, c, w, f, t, lead, margin in itertools.product(
             a.strategies,
             a.modes,
             a.boundaries,
@@ -114,6 +127,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             a.chunk_features,
             a.trim_pauses,
             a.onset_lead_seconds,
+            a.split_margin,
         )
     ]
     grid = [g for i, g in enumerate(grid) if g not in grid[:i]]  # search values capped to the same chunk

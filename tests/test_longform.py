@@ -35,6 +35,8 @@ from nemo_aligner_plugin.longform import (
     pre_encode,
     routable_audio,
     speech_ends,
+    split_candidates,
+    split_search,
     transcribe_longform,
     transcribe_routed,
 )
@@ -538,6 +540,9 @@ def test_routing_sends_only_audio_longer_than_a_chunk_to_longform(rigged_model):
         ({"pause_search_seconds": 0.0}, "pause_search_seconds"),
         ({"onset_lead_seconds": -0.01}, "onset_lead_seconds"),
         ({"onset_lead_seconds": 0.5}, "onset_lead_seconds"),
+        ({"split_margin": -1.0}, "split_margin"),
+        ({"split_min_seconds": 1.0}, "split_min_seconds"),
+        ({"split_candidates": 0}, "split_candidates"),
     ],
 )
 def test_config_rejects_bad_values(kwargs, named):
@@ -635,3 +640,109 @@ def test_nonar_model_decodes_chunks_independently(tokenizer_dir):
     (plain,) = model.decoding.rnnt_decoder_predictions_tensor(encoded, encoded_len, return_hypotheses=True)
     (chunked,) = transcribe_longform(model, [audio], LongformConfig(chunk_seconds=2.0))
     assert chunked.y_sequence.tolist() == plain.y_sequence.tolist() and chunked.text == plain.text
+
+
+@pytest.mark.unit
+def test_split_candidates_are_the_quietest_dips_away_from_the_chunk_ends():
+    """Encoder-frame loudness 1.0 with dips at frames 5, 30, 50 (depth 0.2, 0.5, 0.0) and 70 (0.1); chunk
+    [0, 80) with 10 frames kept clear at each end: the dips at 50, 30 then 70... but 5 and 70+ are too close
+    to an end. Only local minima count: the flat loud stretches give none."""
+    loud = np.ones(100)
+    for frame, level in ((5, 0.2), (30, 0.5), (50, 0.0), (72, 0.1)):
+        loud[frame] = level
+    assert split_candidates(loud, 0, 80, side=10, count=5) == [50, 30]  # 5 and 72 lie within 10 of an end
+    assert split_candidates(loud, 0, 100, side=10, count=5) == [50, 72, 30]
+    assert split_candidates(loud, 0, 100, side=10, count=1) == [50]
+    assert split_candidates(loud, 40, 60, side=11, count=5) == []  # too short to hold two halves
+
+
+class _FakeFrames:
+    """A stand-in model for ``split_search``: 10 ms features x4 = 40 ms encoder frames."""
+
+    encoder = type("Encoder", (), {"subsampling_factor": 4})()
+    cfg = OmegaConf.create({"preprocessor": {"window_stride": 0.01}})
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("reverse", [False, True])
+def test_split_search_cuts_at_the_joins_the_scores_favour_and_nowhere_else(monkeypatch, reverse):
+    """8 s (200 frames) without a pause and quiet dips at frames 8, 60, 100 and 150. The scorer penalizes a
+    piece 10 nats per 'sentence join' (frames 8, 60, 150) strictly inside it: the search cuts at 60 and 150
+    (recursively, the second inside the first's half) but not at 100 (no gain) nor at 8 (within 0.8 s of the
+    start), and stays whole when the margin exceeds the gain or the chunk is shorter than split_min_seconds."""
+    import nemo_aligner_plugin.longform as longform
+
+    total, joins = 200, (8, 60, 150)
+    feature_loudness = np.ones(total * 4)
+    for frame in (8, 60, 100, 150):
+        feature_loudness[frame * 4 : frame * 4 + 4] = 0.0
+    scored: list[tuple[int, int]] = []
+
+    def encode(spans):  # each piece -> (n, 1) frames holding its first frame in audio time
+        out = []
+        for _, start, n in spans:
+            first = total - start - n if reverse else start
+            scored.append((first, first + n))
+            out.append(torch.full((n, 1), float(first)))
+        return out
+
+    def scores(model, chunks, lens):
+        firsts = chunks[:, 0, 0].long().tolist()
+        return [
+            -10.0 * sum(a < j < a + n for j in joins) - 0.01 * n for a, n in zip(firsts, lens.tolist(), strict=True)
+        ]
+
+    monkeypatch.setattr(longform, "_chunk_scores", scores)
+
+    def search(cfg: LongformConfig) -> list[list[int]]:
+        return split_search(_FakeFrames(), cfg, [[total]], [feature_loudness.tolist()], [total], reverse, encode)
+
+    assert search(LongformConfig(split_margin=1.0, split_min_seconds=2.0)) == [[60, 150, 200]]
+    assert (0, 200) in scored and (0, 100) in scored and (60, 150) in scored  # the whole, a candidate, a half's
+    assert search(LongformConfig(split_margin=25.0)) == [[total]]  # a gain of 10 < 25
+    assert search(LongformConfig(split_margin=1.0, split_min_seconds=8.5)) == [[total]]  # 8 s < 8.5 s
+    # one candidate per chunk, the earliest of equally quiet dips: 60 in the whole (8 is too close to the start),
+    # then 100 in [60, 200), which gains nothing
+    assert search(LongformConfig(split_margin=1.0, split_candidates=1)) == [[60, 200]]
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("strategy", ["greedy_batch", "beam"])
+def test_chunk_scores_batched_equal_each_chunk_decoded_alone(rigged_model, tokenizer_dir, strategy):
+    """The split search compares scores of pieces decoded in padded batches: padding must not change them."""
+    from nemo_aligner_plugin.longform import _chunk_scores
+
+    model = with_beam(rigged_model, beam_size=3, debias=2.0) if strategy == "beam" else rigged_model
+    chunks, lens = rigged_chunks(*UTTERANCES[0], seed=5)
+    batched = _chunk_scores(model, chunks, lens)
+    alone = [_chunk_scores(model, chunks[n : n + 1, : lens[n]], lens[n : n + 1])[0] for n in range(len(lens))]
+    assert batched == pytest.approx(alone, abs=1e-5)
+    assert len(set(round(v, 4) for v in batched)) > 1  # real, differing scores
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("reverse", [False, True])
+def test_split_margin_only_adds_cuts_and_each_chunk_is_still_its_audio_alone(tokenizer_dir, reverse):
+    """On a tiny random model: a huge margin changes nothing; margin 0 keeps every every_pause cut, adds cuts
+    at least 0.8 s from each chunk end, and each chunk is still the encoder on its audio alone."""
+    model, audio = _tiny_model_and_two_pauses(tokenizer_dir, reverse, last_seconds=2.5)
+    cfg = LongformConfig(chunk_seconds=4.0, boundary="every_pause", chunk_features=True, mode="reset_only")
+    plain = encode_chunked(model, cfg, input_signal=audio)
+    huge = encode_chunked(model, dataclasses.replace(cfg, split_margin=1e9), input_signal=audio)
+    assert huge.chunk_offsets.tolist() == plain.chunk_offsets.tolist()
+    torch.testing.assert_close(huge.encoder_out, plain.encoder_out, rtol=0, atol=1e-6)
+    split = encode_chunked(model, dataclasses.replace(cfg, split_margin=0.0, split_min_seconds=1.6), input_signal=audio)
+    offsets, lens = split.chunk_offsets.tolist(), split.encoder_out_lens.tolist()
+    assert set(plain.chunk_offsets.tolist()) <= set(offsets) and sum(lens) == sum(plain.encoder_out_lens.tolist())
+    added = sorted(set(offsets) - set(plain.chunk_offsets.tolist()))
+    assert all(n >= 20 for n, o in zip(lens, offsets, strict=True) if o in added or o + n in added)
+    signal = audio.flip(1) if reverse else audio
+    step = 160 * model.encoder.subsampling_factor
+    total = sum(lens)
+    with torch.no_grad():
+        for k, (offset, n) in enumerate(zip(offsets, lens, strict=True)):
+            start = total - offset - n if reverse else offset
+            piece = signal[:, start * step : min((start + n) * step, signal.size(1))]
+            features, feature_lens = model.preprocessor(input_signal=piece, length=torch.tensor([piece.size(1)]))
+            expected, _ = model.encoder(audio_signal=features, length=feature_lens)
+            torch.testing.assert_close(split.encoder_out[k, :n], expected[0, :, :n].T, rtol=0, atol=1e-5)
