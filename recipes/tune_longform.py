@@ -102,6 +102,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=[None],
         help="longform.split_margin values in nats, or off (chunks split where two halves read better)",
     )
+    p.add_argument(
+        "--split-min-seconds",
+        nargs="+",
+        type=float,
+        default=[2.0],
+        help="longform.split_min_seconds values (chunks shorter than this are not split)",
+    )
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--out", type=Path, help="also write the rows as JSON here")
     a = p.parse_args(argv)
@@ -117,8 +124,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             "trim_pauses": t == "true",
             "onset_lead_seconds": lead,
             "split_margin": margin,
+            "split_min_seconds": shortest,
         }
-        for s, m, b, c, w, f, t, lead, margin in itertools.product(
+        for s, m, b, c, w, f, t, lead, margin, shortest in itertools.product(
             a.strategies,
             a.modes,
             a.boundaries,
@@ -128,8 +136,11 @@ def main(argv: Sequence[str] | None = None) -> None:
             a.trim_pauses,
             a.onset_lead_seconds,
             a.split_margin,
+            a.split_min_seconds,
         )
     ]
+    for g in grid:  # without a split search its minimum length means nothing: one row, not one per value
+        g["split_min_seconds"] = g["split_min_seconds"] if g["split_margin"] is not None else a.split_min_seconds[0]
     grid = [g for i, g in enumerate(grid) if g not in grid[:i]]  # search values capped to the same chunk
     try:
         for g in grid:  # bad values are named before the model is loaded or any audio decoded

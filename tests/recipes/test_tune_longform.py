@@ -25,6 +25,7 @@ def test_sweep_scores_every_setting_and_one_chunk_equals_plain_decoding(trained_
     assert all(r["pause_search_seconds"] == min(0.4, r["chunk_seconds"]) for r in rows)
     assert all(r["chunk_features"] is False for r in rows)  # the defaults
     assert all(r["trim_pauses"] is False and r["onset_lead_seconds"] == 0.0 for r in rows)
+    assert all(r["split_margin"] is None for r in rows)
     # Chunks longer than any file: every item is decoded whole, so the WER is plain decoding's (0 on the overfit model).
     model = AlignerEncoderModel.restore_from(str(trained_nemo)).eval()
     entries = [json.loads(line) for line in tone_manifest.read_text().splitlines()]
@@ -36,7 +37,7 @@ def test_sweep_scores_every_setting_and_one_chunk_equals_plain_decoding(trained_
     printed = capsys.readouterr().out
     header = (
         "| strategy | mode | boundary | chunk_seconds | pause_search_seconds | chunk_features | trim_pauses"
-        " | onset_lead_seconds | WER | CER |"
+        " | onset_lead_seconds | split_margin | split_min_seconds | WER | CER |"
     )
     assert header in printed
 
@@ -47,6 +48,7 @@ def test_sweep_scores_every_setting_and_one_chunk_equals_plain_decoding(trained_
     [
         (["--modes", "rewind"], "longform mode='rewind'"),
         (["--strategies", "viterbi"], "decoding.strategy='viterbi' is unknown"),
+        (["--split-margin", "-1"], "split_margin=-1.0"),
     ],
 )
 def test_bad_settings_are_named_before_decoding(trained_nemo, tone_manifest, args, message):
