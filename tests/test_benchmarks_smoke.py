@@ -46,3 +46,18 @@ def test_quick_run_reports_every_row(tmp_path: Path) -> None:
         assert f"### B={batch}" in report
     assert "n/a (section not run)" not in report
     assert "- command: `" in report and "torch " in report and "load average" in report
+
+
+@pytest.mark.unit
+def test_longform_split_benchmark_times_each_setting_against_the_search_off(trained_nemo, tone_manifest, capsys):
+    _bench_module("longform_split").main(
+        ["--model", str(trained_nemo), "--manifest", str(tone_manifest), "--rounds", "1"]
+        + ["--split-margin", "0", "--split-min-seconds", "1.6", "--longform", "chunk_seconds=1.0"]
+        + ["--longform", "boundary=every_pause"]
+    )
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| ") and "WER" not in line]
+    assert len(rows) == 2 and rows[0].startswith("| None | - |") and "| 1.00x |" in rows[0]
+    assert rows[1].startswith("| 0.0 | 1.6 |")
+    with pytest.raises(SystemExit, match="KEY=VALUE"):
+        _bench_module("longform_split").main(["--model", "m", "--manifest", "x", "--longform", "chunk_seconds"])
