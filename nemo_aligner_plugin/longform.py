@@ -21,7 +21,9 @@ or ``every_pause`` (a cut at every pause, at the feature frame where speech resu
 sentence or phrase as a training utterance is; stretches without a pause longer than ``chunk_seconds`` are cut
 as with ``pause``). With ``chunk_features`` the cuts are found the same way, but each chunk's audio then goes
 through the preprocessor and the whole encoder as an utterance of its own (its own normalization, no audio
-outside it), as the demo's trimmed training utterances did.
+outside it), as the demo's trimmed training utterances did. With ``split_margin`` a long chunk is cut again at a
+quiet dip where the model scores its two halves, decoded alone, above the chunk read whole (``split_search``):
+sentences run on without a pause.
 """
 
 from __future__ import annotations
