@@ -88,27 +88,18 @@ def main(argv: Sequence[str] | None = None) -> None:
             default=["false"],
             help=f"longform.{flag} values (true: {meaning})",
         )
-    p.add_argument(
-        "--onset-lead-seconds",
-        nargs="+",
-        type=float,
-        default=[0.0],
-        help="longform.onset_lead_seconds values (every_pause: chunks start this long before the onset)",
-    )
-    p.add_argument(
-        "--split-margin",
-        nargs="+",
-        type=_margin,
-        default=[None],
-        help="longform.split_margin values in nats, or off (chunks split where two halves read better)",
-    )
-    p.add_argument(
-        "--split-min-seconds",
-        nargs="+",
-        type=float,
-        default=[2.0],
-        help="longform.split_min_seconds values (chunks shorter than this are not split)",
-    )
+    for flag, kind, default, meaning in (
+        ("onset_lead_seconds", float, 0.0, "every_pause: chunks start this long before the onset"),
+        ("split_margin", _margin, None, "nats, or off: chunks split where two halves read better"),
+        ("split_min_seconds", float, 2.0, "chunks shorter than this are not split"),
+    ):
+        p.add_argument(
+            "--" + flag.replace("_", "-"),
+            nargs="+",
+            type=kind,
+            default=[default],
+            help=f"longform.{flag} values ({meaning})",
+        )
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--out", type=Path, help="also write the rows as JSON here")
     a = p.parse_args(argv)
