@@ -411,7 +411,9 @@ def encode_chunked(
             if cfg.boundary == "every_pause":
                 shortest = chunk_frames(model, _MIN_CHUNK_SECONDS)
                 lead = round(cfg.onset_lead_seconds / float(model.cfg.preprocessor.window_stride))
-                cuts = [pause_cuts(values, factor, size, search, width, shortest, lead) for values in loudness]
+                # with the split search, stretches longer than a chunk are cut by it (below), not at the quietest point
+                cap = max(lengths, default=0) + 1 if cfg.split_margin is not None else size
+                cuts = [pause_cuts(values, factor, cap, search, width, shortest, lead) for values in loudness]
             else:
                 cuts = [chunk_cuts(_frame_means(values, factor).tolist(), size, search, width) for values in loudness]
         else:
@@ -420,7 +422,8 @@ def encode_chunked(
             encode = functools.partial(
                 _encode_spans, model, cfg, frames=frames, signal=input_signal, signal_lens=input_signal_length
             )
-            cuts = split_search(model, cfg, cuts, loudness, lengths, reverse, encode)
+            force = (size, search, width) if cfg.boundary == "every_pause" else None
+            cuts = split_search(model, cfg, cuts, loudness, lengths, reverse, encode, force)
         kept = None
         if cfg.trim_pauses:
             margin = round(_TRIM_MARGIN_SECONDS / float(model.cfg.preprocessor.window_stride))
@@ -500,6 +503,7 @@ def split_search(
     lengths: list[int],
     reverse: bool,
     encode: Callable[[list[tuple[int, int, int]]], list[torch.Tensor]],
+    force: Optional[tuple[int, int, int]] = None,
 ) -> list[list[int]]:
     """Each utterance's chunk ends (time order) with chunks split where the model reads two halves better.
 
@@ -509,6 +513,10 @@ def split_search(
     the halves are searched again. An aligner emits token i at frame i of its chunk, so two sentences with no
     pause between them are one long read it often garbles, while each half alone is a training-like utterance.
     Cost: (1 + 2 x candidates) extra chunk encodes and decodes per chunk searched.
+
+    With ``force = (size, search, width)`` (frames) a chunk longer than ``size`` is always cut, at the best of
+    twice as many dips (no margin), or where ``chunk_cuts(size, search, width)`` would cut it if it has none:
+    the model, not the loudness alone, picks where a long stretch without a pause is cut.
     """
     factor = model.encoder.subsampling_factor
     shortest, side = chunk_frames(model, cfg.split_min_seconds), chunk_frames(model, _SPLIT_SIDE_SECONDS)
@@ -525,25 +533,43 @@ def split_search(
             values = _chunk_scores(model, torch.nn.utils.rnn.pad_sequence(outs, batch_first=True), lens)
             scores.update(zip(todo[group_start : group_start + len(outs)], values, strict=True))
 
+    size = force[0] if force is not None else None
+
+    def forced(seg: tuple[int, int, int]) -> bool:
+        return size is not None and seg[2] - seg[1] > size
+
+    def searched(seg: tuple[int, int, int]) -> bool:
+        return forced(seg) or seg[2] - seg[1] >= shortest
+
     pending = [
-        (b, start, end)
-        for b, ends in enumerate(cuts)
-        for start, end in zip([0] + ends[:-1], ends, strict=False)
-        if end - start >= shortest
+        (b, start, end) for b, ends in enumerate(cuts) for start, end in zip([0] + ends[:-1], ends, strict=False)
     ]
+    pending = [seg for seg in pending if searched(seg)]
     while pending:
-        tried = [
-            (seg, split_candidates(frame_loudness[seg[0]], seg[1], seg[2], side, cfg.split_candidates))
-            for seg in pending
-        ]
-        tried = [(seg, candidates) for seg, candidates in tried if candidates]
-        score([piece for (b, a, z), cs in tried for c in cs for piece in ((b, a, z), (b, a, c), (b, c, z))])
+        tried = []
+        for b, a, z in pending:
+            count = cfg.split_candidates * (2 if forced((b, a, z)) else 1)
+            candidates = split_candidates(frame_loudness[b], a, z, side, count)
+            if candidates:
+                tried.append(((b, a, z), candidates))
+            elif forced((b, a, z)):  # no dip to try: cut as without the search
+                stretch = frame_loudness[b][a:z].tolist()
+                cuts[b] = sorted(set(cuts[b]) | {a + c for c in chunk_cuts(stretch, *force)})
+        score(
+            [
+                piece
+                for (b, a, z), cs in tried
+                for piece in ([] if forced((b, a, z)) else [(b, a, z)])
+                + [p for c in cs for p in ((b, a, c), (b, c, z))]
+            ]
+        )
         pending = []
         for (b, a, z), candidates in tried:
-            gain, cut = max((scores[(b, a, c)] + scores[(b, c, z)] - scores[(b, a, z)], c) for c in candidates)
-            if gain > cfg.split_margin:
+            whole = 0.0 if forced((b, a, z)) else scores[(b, a, z)]
+            gain, cut = max((scores[(b, a, c)] + scores[(b, c, z)] - whole, c) for c in candidates)
+            if forced((b, a, z)) or gain > cfg.split_margin:
                 cuts[b] = sorted(cuts[b] + [cut])
-                pending += [seg for seg in ((b, a, cut), (b, cut, z)) if seg[2] - seg[1] >= shortest]
+                pending += [seg for seg in ((b, a, cut), (b, cut, z)) if searched(seg)]
     return cuts
 
 

@@ -704,6 +704,23 @@ def test_split_search_cuts_at_the_joins_the_scores_favour_and_nowhere_else(monke
     # one candidate per chunk, the earliest of equally quiet dips: 60 in the whole (8 is too close to the start),
     # then 100 in [60, 200), which gains nothing
     assert search(LongformConfig(split_margin=1.0, split_candidates=1)) == [[60, 200]]
+    # force=(size, search, width): a piece longer than 100 frames is always cut, at a dip, whatever the margin
+    forced = split_search(
+        _FakeFrames(),
+        LongformConfig(split_margin=25.0),
+        [[total]],
+        [feature_loudness.tolist()],
+        [total],
+        reverse,
+        encode,
+        force=(100, 62, 5),
+    )[0]
+    assert set(forced[:-1]) <= {60, 100, 150} and max(np.diff([0] + forced)) <= 100
+    flat = np.ones(total * 4).tolist()  # no dip at all: cut as chunk_cuts would
+    flat_cuts = split_search(
+        _FakeFrames(), LongformConfig(split_margin=25.0), [[total]], [flat], [total], reverse, encode, (100, 62, 5)
+    )
+    assert flat_cuts == [chunk_cuts(np.ones(total).tolist(), 100, 62, 5)]
 
 
 @pytest.mark.unit
@@ -746,3 +763,17 @@ def test_split_margin_only_adds_cuts_and_each_chunk_is_still_its_audio_alone(tok
             features, feature_lens = model.preprocessor(input_signal=piece, length=torch.tensor([piece.size(1)]))
             expected, _ = model.encoder(audio_signal=features, length=feature_lens)
             torch.testing.assert_close(split.encoder_out[k, :n], expected[0, :, :n].T, rtol=0, atol=1e-5)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("reverse", [False, True])
+def test_split_search_also_places_the_cuts_of_stretches_longer_than_a_chunk(tokenizer_dir, reverse):
+    """every_pause with the search: a 6 s stretch without a pause (4 s chunks) is cut by the model's scores even
+    when no margin is ever met; every chunk fits, the pause cuts stay, and the frames still add up."""
+    model, audio = _tiny_model_and_two_pauses(tokenizer_dir, reverse, last_seconds=6.0)
+    cfg = LongformConfig(chunk_seconds=4.0, boundary="every_pause", chunk_features=True, mode="reset_only")
+    plain = encode_chunked(model, cfg, input_signal=audio)
+    searched = encode_chunked(model, dataclasses.replace(cfg, split_margin=1e9), input_signal=audio)
+    lens = searched.encoder_out_lens.tolist()
+    assert len(lens) >= 4 and max(lens) <= 100 and sum(lens) == sum(plain.encoder_out_lens.tolist())
+    assert searched.chunk_offsets.tolist()[:3] == plain.chunk_offsets.tolist()[:3]  # the two pause cuts
