@@ -19,15 +19,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import yaml
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes"))
+from run_demo import parse_longform_options  # noqa: E402
 from transcribe_aligner import TranscriptionConfig, load_model, read_manifest, score, set_longform, text_of  # noqa: E402
-
-
-def _value(text: str):
-    """A --longform value as YAML reads it (1.0 -> float, true -> bool, null -> None)."""
-    return yaml.safe_load(text)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -46,12 +40,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     import torch
 
     torch.set_num_threads(a.threads)
-    base = {}
-    for item in a.longform:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"error: --longform {item!r}: expected KEY=VALUE")
-        base[key] = _value(value)
+    base = parse_longform_options(p, a.longform)
     settings = [{"split_margin": None}] + [
         {"split_margin": m, "split_min_seconds": s} for m in a.split_margin for s in a.split_min_seconds
     ]

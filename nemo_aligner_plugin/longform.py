@@ -542,9 +542,11 @@ def split_search(
         return forced(seg) or seg[2] - seg[1] >= shortest
 
     pending = [
-        (b, start, end) for b, ends in enumerate(cuts) for start, end in zip([0] + ends[:-1], ends, strict=False)
+        seg
+        for b, ends in enumerate(cuts)
+        for seg in ((b, start, end) for start, end in zip([0] + ends[:-1], ends, strict=False))
+        if searched(seg)
     ]
-    pending = [seg for seg in pending if searched(seg)]
     while pending:
         tried = []
         for b, a, z in pending:
