@@ -21,7 +21,7 @@ setup(
     long_description=(HERE / "README.md").read_text() if (HERE / "README.md").exists() else "",
     long_description_content_type="text/markdown",
     packages=find_packages(include=["nemo_aligner_plugin", "nemo_aligner_plugin.*"]),
-    package_data={"nemo_aligner_plugin": ["catalog.yaml"]},
+    package_data={"nemo_aligner_plugin.integration": ["catalog.yaml"]},
     python_requires=">=3.10",
     install_requires=[
         "torch>=2.6",

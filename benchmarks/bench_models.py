@@ -380,8 +380,8 @@ TrainStep = Callable[[Batch], torch.Tensor]  # forward + loss; the caller runs b
 
 def aligner_train_step(sizes: Sizes) -> tuple[list[torch.nn.Module], TrainStep]:
     """Prediction network over U+1 positions, the joint's diagonal only, AlignerLoss (batch-prior smoothing 0.1)."""
-    from nemo_aligner_plugin.joint import diagonal_logits
     from nemo_aligner_plugin.loss import AlignerLoss
+    from nemo_aligner_plugin.modules.joint import diagonal_logits
 
     decoder, joint = build_transducer(sizes)
     loss = AlignerLoss(eos_id=sizes.vocab, label_smoothing=0.1)

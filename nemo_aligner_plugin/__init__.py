@@ -4,14 +4,14 @@ Importing the package registers its class prefix with NeMo's target allowlist, s
 of this plugin restore through ``ASRModel.restore_from`` and NeMo's transcription utilities.
 """
 
-from nemo_aligner_plugin.registration import register_with_nemo
+from nemo_aligner_plugin.integration.registration import register_with_nemo
 
 register_with_nemo()
 
-from nemo_aligner_plugin.finetune import from_asr_model  # noqa: E402
+from nemo_aligner_plugin.integration.catalog import register_pretrained_model  # noqa: E402
+from nemo_aligner_plugin.integration.finetune import from_asr_model  # noqa: E402
 from nemo_aligner_plugin.loss import AlignerLoss  # noqa: E402
 from nemo_aligner_plugin.model import AlignerEncoderModel  # noqa: E402
-from nemo_aligner_plugin.pretrained import register_pretrained_model  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = ["AlignerEncoderModel", "AlignerLoss", "from_asr_model", "register_pretrained_model", "__version__"]

@@ -35,17 +35,17 @@ from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 from nemo_aligner_plugin import checks
 from nemo_aligner_plugin.analysis import AttentionMaps, recording_attention, timestamps_from_maps
 from nemo_aligner_plugin.augment import concatenate_utterances, pad_silence, reverse_within_length
-from nemo_aligner_plugin.aux_ctc import AuxCTC
-from nemo_aligner_plugin.data import build_dataloader
 from nemo_aligner_plugin.decoding.nemo_glue import AlignerBPEDecoding
-from nemo_aligner_plugin.decoding.nonar import NonARHead
 from nemo_aligner_plugin.decoding.strategies import normalize_decoding_cfg
-from nemo_aligner_plugin.hub import model_card, save_pretrained
-from nemo_aligner_plugin.joint import diagonal_logits, leading_frames
-from nemo_aligner_plugin.layer_tap import LayerTap
+from nemo_aligner_plugin.integration.catalog import list_pretrained_models
+from nemo_aligner_plugin.integration.data import build_dataloader
+from nemo_aligner_plugin.integration.hub import model_card, save_pretrained
 from nemo_aligner_plugin.longform import longform_config, routable_audio, transcribe_routed
 from nemo_aligner_plugin.loss import AlignerLoss
-from nemo_aligner_plugin.pretrained import list_pretrained_models
+from nemo_aligner_plugin.modules.aux_ctc import AuxCTC
+from nemo_aligner_plugin.modules.joint import diagonal_logits, leading_frames
+from nemo_aligner_plugin.modules.layer_tap import LayerTap
+from nemo_aligner_plugin.modules.nonar_head import NonARHead
 
 __all__ = ["AlignerEncoderModel"]
 
@@ -519,9 +519,9 @@ class AlignerEncoderModel(ASRModel, ExportableEncDecModel, ASRBPEMixin, ASRModul
     def from_asr_model(cls, source, tokenizer: str = "keep", cfg_overrides=None, map_location: str = "cpu", **kwargs):
         """An aligner whose preprocessor and encoder come from a NeMo ASR model (.nemo, name or instance).
 
-        See ``nemo_aligner_plugin.finetune.from_asr_model``; the prediction network and joint start fresh.
+        See ``nemo_aligner_plugin.integration.finetune.from_asr_model``; the prediction network and joint start fresh.
         """
-        from nemo_aligner_plugin.finetune import from_asr_model  # finetune.py imports this module
+        from nemo_aligner_plugin.integration.finetune import from_asr_model  # finetune.py imports this module
 
         return from_asr_model(
             source, tokenizer=tokenizer, cfg_overrides=cfg_overrides, map_location=map_location, **kwargs
@@ -529,7 +529,7 @@ class AlignerEncoderModel(ASRModel, ExportableEncDecModel, ASRBPEMixin, ASRModul
 
     def load_part_of_state_dict(self, state_dict, include, exclude, load_from_string=None) -> None:
         """NeMo's partial init (``init_from_*`` with include/exclude), but any mismatch is one ValueError."""
-        from nemo_aligner_plugin.finetune import check_partial_state_dict
+        from nemo_aligner_plugin.integration.finetune import check_partial_state_dict
 
         check_partial_state_dict(self, state_dict, include, exclude, source=load_from_string or "a checkpoint")
         super().load_part_of_state_dict(state_dict, include, exclude, load_from_string)
@@ -537,7 +537,7 @@ class AlignerEncoderModel(ASRModel, ExportableEncDecModel, ASRBPEMixin, ASRModul
     # ------------------------------------------------------------------ catalog and hub
     @classmethod
     def list_available_models(cls) -> list[PretrainedModelInfo]:
-        """The plugin's own catalog (see ``nemo_aligner_plugin.pretrained``)."""
+        """The plugin's own catalog (see ``nemo_aligner_plugin.integration.catalog``)."""
         return list_pretrained_models(cls)
 
     def save_pretrained(

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from nemo.core.config import hydra_runner
 
-from nemo_aligner_plugin.finetune import EncoderFreezer, build_finetune_model
-from nemo_aligner_plugin.training import run_training
+from nemo_aligner_plugin.integration.finetune import EncoderFreezer, build_finetune_model
+from nemo_aligner_plugin.integration.training import run_training
 
 
 @hydra_runner(config_path="../configs", config_name="finetune_from_conformer")

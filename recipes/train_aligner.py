@@ -13,7 +13,7 @@ Writes ``<log_dir>/<name>.nemo`` and ``training_summary.json`` (steps, minutes, 
 from nemo.core.config import hydra_runner
 
 from nemo_aligner_plugin import AlignerEncoderModel
-from nemo_aligner_plugin.training import run_training
+from nemo_aligner_plugin.integration.training import run_training
 
 
 @hydra_runner(config_path="../configs", config_name="aligner_conformer_bpe")

@@ -16,8 +16,8 @@ from lightning.pytorch.accelerators import CPUAccelerator
 from nemo.core.config import hydra_runner
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from nemo_aligner_plugin.integration.training import run_training
 from nemo_aligner_plugin.rnnt_loss import use_vectorized_loss
-from nemo_aligner_plugin.training import run_training
 
 CPU_RNNT_LOSSES = ("vectorized", None)
 

@@ -20,7 +20,7 @@ from omegaconf import OmegaConf
 
 from conftest import CONFIGS, REPO, SAMPLE_RATE, manifest_batch, overfit, tiny_cfg
 from nemo_aligner_plugin import AlignerEncoderModel, pretrained
-from nemo_aligner_plugin.finetune import (
+from nemo_aligner_plugin.integration.finetune import (
     ENCODER_PREFIXES,
     HEAD_DEFAULTS,
     EncoderFreezer,

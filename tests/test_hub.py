@@ -12,7 +12,7 @@ from huggingface_hub import ModelCard
 
 from conftest import REPO
 from nemo_aligner_plugin import AlignerEncoderModel
-from nemo_aligner_plugin.hub import config_summary
+from nemo_aligner_plugin.integration.hub import config_summary
 
 LOAD = """
 import json, socket, sys

@@ -21,7 +21,6 @@ from conftest import CONFIGS, SAMPLE_RATE, synth_tones, tiny_cfg
 from nemo_aligner_plugin import AlignerEncoderModel
 from nemo_aligner_plugin.decoding.beam import BeamConfig, beam_search
 from nemo_aligner_plugin.decoding.greedy import DecoderState
-from nemo_aligner_plugin.joint import joint_step
 from nemo_aligner_plugin.longform import (
     ChunkedEncoding,
     LongformConfig,
@@ -40,6 +39,7 @@ from nemo_aligner_plugin.longform import (
     transcribe_longform,
     transcribe_routed,
 )
+from nemo_aligner_plugin.modules.joint import joint_step
 
 CHUNK = 12  # frames per chunk in the decoding tests
 # (chunk lengths, frames within each chunk where EOS is forced): EOS mid-chunk, at a chunk's first frame

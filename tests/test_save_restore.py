@@ -153,7 +153,7 @@ def test_import_adds_exactly_the_plugin_prefix_once():
         from nemo.core.classes import common
         before = list(common.ALLOWED_TARGET_PREFIXES)
         import nemo_aligner_plugin
-        from nemo_aligner_plugin.registration import register_with_nemo
+        from nemo_aligner_plugin.integration.registration import register_with_nemo
         register_with_nemo(); register_with_nemo()
         after = list(common.ALLOWED_TARGET_PREFIXES)
         print(json.dumps([p for p in after if p not in before] + [str(len(after) - len(before))]))

@@ -21,7 +21,7 @@ from nemo.collections.asr.modules import RNNTDecoder, RNNTJoint
 
 from nemo_aligner_plugin.decoding.greedy import BatchedHyps, DecoderState
 from nemo_aligner_plugin.decoding.prediction import prediction_step
-from nemo_aligner_plugin.joint import joint_step
+from nemo_aligner_plugin.modules.joint import joint_step
 
 __all__ = ["BeamConfig", "BeamHyps", "beam_search", "debias_log_probs"]
 

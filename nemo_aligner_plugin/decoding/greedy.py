@@ -24,7 +24,7 @@ import torch
 from nemo.collections.asr.modules import RNNTDecoder, RNNTJoint
 
 from nemo_aligner_plugin.decoding.prediction import input_gate_table, plain_lstm, prediction_step
-from nemo_aligner_plugin.joint import joint_step
+from nemo_aligner_plugin.modules.joint import joint_step
 
 __all__ = ["GreedyBatchConfig", "DecoderState", "BatchedHyps", "greedy_batch"]
 

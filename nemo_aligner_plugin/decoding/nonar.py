@@ -16,21 +16,7 @@ import torch
 
 from nemo_aligner_plugin.decoding.greedy import BatchedHyps
 
-__all__ = ["NonARHead", "NonARGreedyConfig", "nonar_greedy"]
-
-
-class NonARHead(torch.nn.Module):
-    """Linear classifier over vocabulary + EOS, applied to every encoder frame."""
-
-    num_extra_outputs = 0  # lets NeMo's RNN-T decoding shell hold it in place of a joint
-
-    def __init__(self, d_model: int, vocab_size: int):
-        super().__init__()
-        self.proj = torch.nn.Linear(d_model, vocab_size + 1)
-
-    def forward(self, encoder_out: torch.Tensor) -> torch.Tensor:
-        """(B, T, D) -> (B, T, V1) logits."""
-        return self.proj(encoder_out)
+__all__ = ["NonARGreedyConfig", "nonar_greedy"]
 
 
 @dataclass
@@ -41,7 +27,7 @@ class NonARGreedyConfig:
 @torch.no_grad()
 def nonar_greedy(
     decoder: None,
-    joint: NonARHead,
+    joint: torch.nn.Module,  # modules.nonar_head.NonARHead
     encoder_out: torch.Tensor,
     encoder_out_lens: torch.Tensor,
     eos_id: int,

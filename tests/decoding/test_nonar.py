@@ -7,7 +7,8 @@ import torch
 
 from conftest import manifest_batch, overfit, tiny_cfg
 from nemo_aligner_plugin import AlignerEncoderModel
-from nemo_aligner_plugin.decoding.nonar import NonARGreedyConfig, NonARHead, nonar_greedy
+from nemo_aligner_plugin.decoding.nonar import NonARGreedyConfig, nonar_greedy
+from nemo_aligner_plugin.modules.nonar_head import NonARHead
 
 EOS = 3
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from nemo_aligner_plugin.layer_tap import LayerTap
+from nemo_aligner_plugin.modules.layer_tap import LayerTap
 
 __all__ = ["AuxCTC"]
 

@@ -1,0 +1,1 @@
+"""Neural parts the model wires together: the joint's diagonal, heads on encoder frames, layer taps."""
