@@ -42,6 +42,7 @@ from nemo.collections.asr.parts.preprocessing.segment import AudioSegment
 from nemo.collections.asr.parts.utils.rnnt_utils import Hypothesis
 
 from nemo_aligner_plugin.augment import reverse_within_length
+from nemo_aligner_plugin.config import BOUNDARIES, PAUSE_WIDTH_SECONDS, SPLIT_SIDE_SECONDS, LongformConfig
 from nemo_aligner_plugin.decoding.beam import beam_search
 from nemo_aligner_plugin.decoding.greedy import BatchedHyps, DecoderState, GreedyBatchConfig, greedy_batch
 from nemo_aligner_plugin.decoding.nonar import nonar_greedy
@@ -73,19 +74,10 @@ __all__ = [
 AudioInput = Union[str, np.ndarray, torch.Tensor]
 # Subsampled frames of overlap on each side of a pre-encode window: far more than any conv stack's receptive field.
 _PRE_ENCODE_CONTEXT = 8
-# boundary -> meaning; see LongformConfig.boundary
-BOUNDARIES = {
-    "fixed": "a cut every chunk_seconds (the paper)",
-    "pause": "each cut at the end of the quietest stretch in the chunk's last pause_search_seconds",
-    "every_pause": "a cut at every pause, where speech resumes; longer stretches cut as with pause",
-}
-# Seconds of audio before a candidate cut whose mean loudness scores it: a pause must be this wide to win over
-# the short closure of a stop consonant.
-_PAUSE_WIDTH_SECONDS = 0.2
 # Cuts whose score is within this of the quietest count as equally quiet (units of the features, e.g. normalized
 # log-mel); the latest of them wins.
 _QUIET_TOLERANCE = 0.05
-# every_pause: a _PAUSE_WIDTH_SECONDS stretch is a pause when its loudness lies within this fraction of the way from
+# every_pause: a PAUSE_WIDTH_SECONDS stretch is a pause when its loudness lies within this fraction of the way from
 # the utterance's quietest stretch to its median frame...
 _PAUSE_LEVEL = 0.1
 # ...and speech resumes at the first two feature frames (10 ms) this fraction of the way from the pause's loudness to
@@ -96,53 +88,6 @@ _ONSET_LEVEL = 0.2
 _MIN_CHUNK_SECONDS = 1.0
 # trim_pauses: audio kept after the last speech frame of a chunk, as the corpus trimming leaves a margin.
 _TRIM_MARGIN_SECONDS = 0.05
-# split_margin: no half of a split chunk shorter than this (about the shortest training sentence).
-_SPLIT_SIDE_SECONDS = 0.8
-
-
-@dataclass
-class LongformConfig:
-    chunk_seconds: float = 15.0  # chunk length; keep it within the training utterance length
-    mode: str = "prime"  # prediction-network state at a chunk start: a key of START_STATES
-    prime_tokens: int = 10  # prime mode: how many previously emitted tokens to feed after the reset
-    chunk_batch_size: int = 8  # chunks run through the Conformer layers at once (bounds activation memory)
-    pre_encode_seconds: Optional[float] = 30.0  # conv subsampling in overlapping windows this long; None: all at once
-    boundary: str = "fixed"  # where chunks end: a key of BOUNDARIES
-    pause_search_seconds: float = 2.0  # boundary=pause: how far before a chunk's end to look (capped at chunk_seconds)
-    chunk_features: bool = False  # each chunk's audio through the preprocessor and encoder as an utterance of its own
-    trim_pauses: bool = False  # drop each chunk's trailing pause (its frames decode nothing, as a trimmed utterance)
-    onset_lead_seconds: float = 0.0  # every_pause: start each chunk this long before the detected speech onset
-    # Split a chunk at one of its quiet points when decoding the two halves alone scores more than this many nats
-    # (log-probability, EOS included) above decoding it whole: two sentences read on without a pause; None: off.
-    split_margin: Optional[float] = None
-    split_min_seconds: float = 2.0  # split_margin: chunks shorter than this are read whole
-    split_candidates: int = 6  # split_margin: the quietest points of a chunk tried as its cut
-
-    def __post_init__(self) -> None:
-        if self.mode not in START_STATES:
-            raise ValueError(f"longform mode={self.mode!r}; choose one of {sorted(START_STATES)}")
-        if self.boundary not in BOUNDARIES:
-            raise ValueError(f"longform boundary={self.boundary!r}; choose one of {sorted(BOUNDARIES)}")
-        if self.chunk_seconds <= 0 or self.prime_tokens < 0 or self.chunk_batch_size < 1:
-            raise ValueError(f"invalid long-form config: {self}")
-        if not 0.0 <= self.onset_lead_seconds <= _PAUSE_WIDTH_SECONDS:
-            raise ValueError(
-                f"longform onset_lead_seconds={self.onset_lead_seconds} must lie in [0, {_PAUSE_WIDTH_SECONDS}] "
-                "(within the pause that precedes the onset)"
-            )
-        if self.pause_search_seconds <= 0:
-            raise ValueError(f"longform pause_search_seconds={self.pause_search_seconds} must be positive")
-        if self.pre_encode_seconds is not None and self.pre_encode_seconds <= 0:
-            raise ValueError(f"pre_encode_seconds must be positive or None, got {self.pre_encode_seconds}")
-        if self.split_margin is not None and self.split_margin < 0:
-            raise ValueError(f"longform split_margin={self.split_margin} must be >= 0 (nats) or null (off)")
-        if self.split_min_seconds < 2 * _SPLIT_SIDE_SECONDS:
-            raise ValueError(
-                f"longform split_min_seconds={self.split_min_seconds} must be >= {2 * _SPLIT_SIDE_SECONDS} "
-                f"(each half of a split is at least {_SPLIT_SIDE_SECONDS} s)"
-            )
-        if self.split_candidates < 1:
-            raise ValueError(f"longform split_candidates={self.split_candidates} must be >= 1")
 
 
 @dataclass
@@ -403,7 +348,7 @@ def encode_chunked(
         frames, frame_lens = pre_encode(model.encoder, processed_signal, processed_signal_length.to(device), window)
         lengths, size = frame_lens.tolist(), chunk_frames(model, cfg.chunk_seconds)
         factor = model.encoder.subsampling_factor
-        width = chunk_frames(model, _PAUSE_WIDTH_SECONDS)  # frames before a cut that must be quiet
+        width = chunk_frames(model, PAUSE_WIDTH_SECONDS)  # frames before a cut that must be quiet
         if cfg.boundary != "fixed" or cfg.trim_pauses or cfg.split_margin is not None:
             loudness = _feature_loudness(processed_signal, processed_signal_length, lengths, factor, reverse)
         if cfg.boundary in ("pause", "every_pause"):
@@ -519,7 +464,7 @@ def split_search(
     the model, not the loudness alone, picks where a long stretch without a pause is cut.
     """
     factor = model.encoder.subsampling_factor
-    shortest, side = chunk_frames(model, cfg.split_min_seconds), chunk_frames(model, _SPLIT_SIDE_SECONDS)
+    shortest, side = chunk_frames(model, cfg.split_min_seconds), chunk_frames(model, SPLIT_SIDE_SECONDS)
     frame_loudness = [_frame_means(values, factor) for values in loudness]
     cuts = [list(ends) for ends in cuts]
     scores: dict[tuple[int, int, int], float] = {}  # (utterance, start, end) in time order -> decode score
