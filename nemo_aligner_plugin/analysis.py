@@ -23,6 +23,8 @@ import torch
 from nemo.collections.asr.parts.submodules.multi_head_attention import RelPositionMultiHeadAttentionLongformer
 from nemo.collections.asr.parts.utils.timestamp_utils import get_segment_offsets, get_words_offsets
 
+from nemo_aligner_plugin.frames import encoder_frame_seconds
+
 __all__ = [
     "AttentionMaps",
     "attention_timestamps",
@@ -224,7 +226,7 @@ def token_frames(attn: torch.Tensor, rel_threshold: float = 0.5) -> list[tuple[i
 
 def frame_seconds(model: torch.nn.Module) -> float:
     """Seconds per encoder frame: subsampling factor x feature hop (NeMo's timestamp convention)."""
-    return float(model.encoder.subsampling_factor) * float(model.cfg.preprocessor.window_stride)
+    return encoder_frame_seconds(model)
 
 
 def token_times_seconds(
