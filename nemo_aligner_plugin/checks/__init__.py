@@ -33,6 +33,7 @@ from nemo_aligner_plugin.checks.manifest import (
     Problem,
     check_dataset_manifests,
     inspect_manifest,
+    manifest_paths,
     validate_manifest,
 )
 from nemo_aligner_plugin.checks.nonfinite import NonFiniteGuard
@@ -69,6 +70,7 @@ __all__ = [
     "downmix_lhotse_dataset",
     "inspect_manifest",
     "main",
+    "manifest_paths",
     "mono_audio_config",
     "plugin_version_stamp",
     "resolve_audio_path",

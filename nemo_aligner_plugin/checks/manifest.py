@@ -28,6 +28,7 @@ __all__ = [
     "check_dataset_manifests",
     "inspect_manifest",
     "listing",
+    "manifest_paths",
     "validate_manifest",
 ]
 
@@ -226,7 +227,7 @@ def validate_manifest(
     return inspect_manifest(path, required, **options).problems
 
 
-def _manifest_paths(manifest_filepath: Any) -> list[str]:
+def manifest_paths(manifest_filepath: Any) -> list[str]:
     """Plain manifest files of a ``*_ds`` config (lists and comma-separated strings); sharded patterns skipped."""
     if manifest_filepath is None:
         return []
@@ -234,7 +235,7 @@ def _manifest_paths(manifest_filepath: Any) -> list[str]:
     paths = []
     for item in items:
         if not isinstance(item, str):  # nested lists: NeMo's weighted/bucketed inputs
-            paths.extend(_manifest_paths(item))
+            paths.extend(manifest_paths(item))
             continue
         for part in item.split(","):
             part = part.strip()
@@ -256,7 +257,7 @@ def check_dataset_manifests(
         ds = model_cfg.get(key)
         if not ds or ds.get("is_tarred") or ds.get("validate_manifest", True) is False:
             continue
-        for manifest in _manifest_paths(ds.get("manifest_filepath")):
+        for manifest in manifest_paths(ds.get("manifest_filepath")):
             if not os.path.isfile(manifest):
                 errors.append(Problem(manifest, None, f"model.{key}.manifest_filepath: file not found"))
                 num_errors += 1
