@@ -1,4 +1,4 @@
-"""Tests for recipes/make_demo_corpus.py (synthetic espeak-ng corpus for the CPU demo)."""
+"""recipes/make_demo_corpus.py and the modules it runs (nemo_aligner_plugin.demo: sentences, speech, corpus)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, load_recipe
+from conftest import REPO
+from nemo_aligner_plugin.demo import corpus, sentences, speech
 
 SCRIPT = REPO / "recipes" / "make_demo_corpus.py"
 TINY_ARGS = (
@@ -23,9 +24,7 @@ needs_espeak = pytest.mark.skipif(
     shutil.which("espeak-ng") is None, reason="espeak-ng not installed (apt-get install espeak-ng)"
 )
 
-
-mdc = load_recipe("make_demo_corpus")
-SPLITS = mdc.SPLITS
+SPLITS = corpus.SPLITS
 
 
 def _run(out: Path, *extra: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -50,50 +49,50 @@ def _voices(out: Path, split: str) -> list[str]:
 # ----------------------------------------------------------------------------- pure python
 @pytest.mark.unit
 def test_spoken_sentences_end_each_sentence_for_espeak():
-    assert mdc.spoken_sentences(["wake me up at four"]) == "wake me up at four"
-    assert mdc.spoken_sentences(["wake me up at four", "text dad"]) == "Wake me up at four. Text dad."
+    assert sentences.spoken_sentences(["wake me up at four"]) == "wake me up at four"
+    assert sentences.spoken_sentences(["wake me up at four", "text dad"]) == "Wake me up at four. Text dad."
 
 
 @pytest.mark.unit
 def test_generate_sentences_deterministic_and_clean():
-    a = mdc.generate_sentences(random.Random(3), 500)
-    b = mdc.generate_sentences(random.Random(3), 500)
+    a = sentences.generate_sentences(random.Random(3), 500)
+    b = sentences.generate_sentences(random.Random(3), 500)
     assert a == b
-    assert a != mdc.generate_sentences(random.Random(4), 500)
+    assert a != sentences.generate_sentences(random.Random(4), 500)
     assert len(set(a)) == len(a) == 500
     for s in a:
         assert 3 <= len(s.split()) <= 10, s
         assert re.fullmatch(r"[a-z']+( [a-z']+)*", s), s
-    vocab = {w for s in mdc.generate_sentences(random.Random(0), 3000) for w in s.split()}
+    vocab = {w for s in sentences.generate_sentences(random.Random(0), 3000) for w in s.split()}
     assert len(vocab) >= 200
 
 
 @pytest.mark.unit
 def test_generate_sentences_respects_exclude():
     seen: set[str] = set()
-    first = mdc.generate_sentences(random.Random(0), 200, exclude=seen)
-    second = mdc.generate_sentences(random.Random(0), 200, exclude=seen)
+    first = sentences.generate_sentences(random.Random(0), 200, exclude=seen)
+    second = sentences.generate_sentences(random.Random(0), 200, exclude=seen)
     assert not set(first) & set(second)
     assert len(seen) == 400
 
 
 @pytest.mark.unit
 def test_number_and_ordinal_words():
-    assert mdc.number_words(0) == "zero"
-    assert mdc.number_words(42) == "forty two"
-    assert mdc.number_words(305) == "three hundred and five"
-    assert mdc.number_words(2024) == "two thousand twenty four"
-    assert mdc.ordinal_words(1) == "first"
-    assert mdc.ordinal_words(21) == "twenty first"
-    assert mdc.ordinal_words(30) == "thirtieth"
-    assert mdc.ordinal_words(12) == "twelfth"
+    assert sentences.number_words(0) == "zero"
+    assert sentences.number_words(42) == "forty two"
+    assert sentences.number_words(305) == "three hundred and five"
+    assert sentences.number_words(2024) == "two thousand twenty four"
+    assert sentences.ordinal_words(1) == "first"
+    assert sentences.ordinal_words(21) == "twenty first"
+    assert sentences.ordinal_words(30) == "thirtieth"
+    assert sentences.ordinal_words(12) == "twelfth"
 
 
 @pytest.mark.unit
 def test_plan_holds_out_test_sentences_and_voices():
-    voices = [f"{a}+{v}" for a in mdc.ACCENTS for v in mdc.VARIANTS]
-    utts, pools = mdc.plan_corpus(5, 100, 20, 20, 10, voices, num_dev_long=6)
-    again, _ = mdc.plan_corpus(5, 100, 20, 20, 10, voices, num_dev_long=6)
+    voices = [f"{a}+{v}" for a in speech.ACCENTS for v in speech.VARIANTS]
+    utts, pools = corpus.plan_corpus(5, 100, 20, 20, 10, voices, num_dev_long=6)
+    again, _ = corpus.plan_corpus(5, 100, 20, 20, 10, voices, num_dev_long=6)
     assert [(u.text, u.voice, u.rate, u.pitch, u.snr_db) for u in utts] == [
         (u.text, u.voice, u.rate, u.pitch, u.snr_db) for u in again
     ]
@@ -109,7 +108,7 @@ def test_plan_holds_out_test_sentences_and_voices():
     assert all(len(u.text.split()) >= 20 for u in by["dev_long"])
     assert not dev_long_sentences & (seen_text | test_long_sentences | {u.text for u in by["test"]})
     # drawn last: a corpus without dev_long plans every other split the same
-    without, _ = mdc.plan_corpus(5, 100, 20, 20, 10, voices)
+    without, _ = corpus.plan_corpus(5, 100, 20, 20, 10, voices)
     assert [u for u in utts if not u.split.startswith("dev_long")] == without
     assert not set(pools["train"]) & set(pools["test"])
     assert {u.voice for u in by["test"] + by["test_long"]} <= set(pools["test"])
@@ -136,6 +135,22 @@ def test_plan_holds_out_test_sentences_and_voices():
     assert all(u.spoken == u.text for s in ("train", "dev", "test") for u in by[s])
     for u in utts:
         assert 140 <= u.rate <= 200 and 30 <= u.pitch <= 70 and 25 <= u.snr_db <= 40
+
+
+@pytest.mark.unit
+def test_plan_is_pinned_byte_for_byte():
+    """The demo's numbers depend on the corpus: the same seed and CORPUS_VERSION must plan the same utterances.
+
+    The hash was taken from the plan before the corpus code moved into nemo_aligner_plugin.demo (83f1566's recipe).
+    """
+    import hashlib
+    from dataclasses import asdict
+
+    voices = [f"{a}+{v}" for a in speech.ACCENTS for v in speech.VARIANTS]
+    utts, pools = corpus.plan_corpus(0, 40, 8, 8, 4, voices, num_dev_long=2)
+    blob = json.dumps([asdict(u) for u in utts] + [pools], sort_keys=True)
+    assert corpus.CORPUS_VERSION == 4
+    assert hashlib.md5(blob.encode()).hexdigest() == "9bcb1dc2114292df7be98321d389e52f"
 
 
 def _check_sentences_alone(long_utts: list, sentence_utts: list) -> None:
@@ -230,7 +245,7 @@ def test_older_corpus_version_is_rebuilt_not_reused(tiny_corpus, tmp_path):
     proc = _run(old, *TINY_ARGS)
     assert proc.returncode == 0, proc.stderr
     assert "skipping" not in proc.stdout
-    assert json.loads((old / "corpus_info.json").read_text())["args"]["corpus_version"] == mdc.CORPUS_VERSION
+    assert json.loads((old / "corpus_info.json").read_text())["args"]["corpus_version"] == corpus.CORPUS_VERSION
 
 
 @pytest.mark.unit
