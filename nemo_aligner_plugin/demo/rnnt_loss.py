@@ -1,4 +1,4 @@
-"""A vectorized RNN-T loss for training the RNN-T *baseline* on CPU (recipes/train_baseline.py).
+"""A vectorized RNN-T loss for training the RNN-T *baseline* on CPU (``cpu_rnnt_loss: vectorized``, baselines.py).
 
 B: batch, T: encoder frames, U: target tokens, V1: vocabulary + blank.
 
