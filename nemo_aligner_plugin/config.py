@@ -7,10 +7,13 @@ sections through these classes, so a default changes here and nowhere else.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Union
 
 # Long-form start states (what the prediction network knows at a chunk start): see longform.states.
 LONGFORM_MODES = ("prime", "reset_only", "carry_state")
+# longform.enabled: true (audio longer than chunk_seconds is chunked), false (never), "auto" (audio longer than
+# the model was trained on: train_durations.p99_seconds, else train_ds.max_duration, else chunk_seconds)
+LONGFORM_ENABLED = (True, False, "auto")
 # boundary -> meaning; see LongformConfig.boundary
 BOUNDARIES = {
     "fixed": "a cut every chunk_seconds (the paper)",
@@ -26,6 +29,7 @@ SPLIT_SIDE_SECONDS = 0.8
 
 @dataclass
 class LongformConfig:
+    enabled: Union[bool, str] = "auto"  # when transcribe() chunks audio: one of LONGFORM_ENABLED
     chunk_seconds: float = 15.0  # chunk length; keep it within the training utterance length
     mode: str = "prime"  # prediction-network state at a chunk start: one of LONGFORM_MODES
     prime_tokens: int = 10  # prime mode: how many previously emitted tokens to feed after the reset
@@ -43,6 +47,10 @@ class LongformConfig:
     split_candidates: int = 6  # split_margin: the quietest points of a chunk tried as its cut
 
     def __post_init__(self) -> None:
+        if isinstance(self.enabled, str) and self.enabled.lower() in ("true", "false"):  # a quoted CLI value
+            self.enabled = self.enabled.lower() == "true"
+        if self.enabled not in LONGFORM_ENABLED:
+            raise ValueError(f"longform enabled={self.enabled!r}; choose true, false or auto")
         if self.mode not in LONGFORM_MODES:
             raise ValueError(f"longform mode={self.mode!r}; choose one of {sorted(LONGFORM_MODES)}")
         if self.boundary not in BOUNDARIES:

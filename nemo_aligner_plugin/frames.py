@@ -7,9 +7,10 @@ encoder frames (after the conv subsampling: ``subsampling_factor`` feature frame
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-import torch
+from omegaconf import DictConfig
 
 __all__ = ["feature_frame_seconds", "encoder_frame_seconds", "seconds_to_frames", "seconds_to_feat_frames"]
 
@@ -18,21 +19,25 @@ _DEFAULT_WINDOW_STRIDE = 0.01
 _DEFAULT_SUBSAMPLING_FACTOR = 4
 
 
+def _is_cfg(model_or_cfg: Any) -> bool:
+    return isinstance(model_or_cfg, (DictConfig, Mapping))
+
+
 def _cfg(model_or_cfg: Any) -> Any:
-    return model_or_cfg.cfg if isinstance(model_or_cfg, torch.nn.Module) else model_or_cfg
+    return model_or_cfg if _is_cfg(model_or_cfg) else model_or_cfg.cfg
 
 
 def feature_frame_seconds(model_or_cfg: Any) -> float:
     """Seconds per feature frame (the preprocessor's hop) of a model or its config."""
-    return float(_cfg(model_or_cfg).preprocessor.get("window_stride", _DEFAULT_WINDOW_STRIDE))
+    return float(_cfg(model_or_cfg)["preprocessor"].get("window_stride", _DEFAULT_WINDOW_STRIDE))
 
 
 def encoder_frame_seconds(model_or_cfg: Any) -> float:
     """Seconds per encoder frame: subsampling factor x feature hop (NeMo's timestamp convention, same float)."""
-    if isinstance(model_or_cfg, torch.nn.Module):
+    if _is_cfg(model_or_cfg):
+        factor = model_or_cfg["encoder"].get("subsampling_factor", _DEFAULT_SUBSAMPLING_FACTOR)
+    else:  # a model: its encoder's own factor
         factor = model_or_cfg.encoder.subsampling_factor
-    else:
-        factor = model_or_cfg.encoder.get("subsampling_factor", _DEFAULT_SUBSAMPLING_FACTOR)
     return float(factor) * feature_frame_seconds(model_or_cfg)
 
 

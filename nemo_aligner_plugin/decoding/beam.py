@@ -19,11 +19,11 @@ from typing import Optional
 import torch
 from nemo.collections.asr.modules import RNNTDecoder, RNNTJoint
 
-from nemo_aligner_plugin.decoding.greedy import BatchedHyps, DecoderState
 from nemo_aligner_plugin.decoding.prediction import prediction_step
+from nemo_aligner_plugin.decoding.types import BeamHyps, DecoderState
 from nemo_aligner_plugin.modules.joint import joint_step
 
-__all__ = ["BeamConfig", "BeamHyps", "beam_search", "debias_log_probs"]
+__all__ = ["BeamConfig", "beam_search", "debias_log_probs"]
 
 NEG_INF = float("-inf")
 
@@ -33,7 +33,7 @@ class BeamConfig:
     beam_size: int = 6  # beams kept per utterance and length of the N-best list (paper: 6)
     debias: float = 2.0  # drop tokens with probability < debias / V1 and renormalize (paper: 2/V); 0 disables
     length_norm: bool = False  # rank finished hypotheses by score / (tokens + EOS) instead of the raw score
-    return_best_hypothesis: bool = True  # False: return N-best lists (NeMo NBestHypotheses), like NeMo's beams
+    return_best_hypothesis: bool = True  # False: N-best lists, best first (transcribe: a list per utterance, as NeMo)
     max_tokens: Optional[int] = None  # cap on decoding steps (tokens + EOS) per utterance; None: encoder frames
 
     def __post_init__(self) -> None:
@@ -41,24 +41,6 @@ class BeamConfig:
             raise ValueError(f"decoding.beam.beam_size must be >= 1, got {self.beam_size}")
         if self.debias < 0:
             raise ValueError(f"decoding.beam.debias must be >= 0 (0 disables it), got {self.debias}")
-
-
-@dataclass
-class BeamHyps:
-    """Finished hypotheses per utterance, best first (by ``scores``, or per token with ``length_norm``)."""
-
-    tokens: torch.Tensor  # (B, N, U_max) token ids, EOS-padded; slot n valid up to lengths[b, n]
-    lengths: torch.Tensor  # (B, N) tokens per hypothesis (EOS excluded)
-    scores: torch.Tensor  # (B, N) sum of (debiased) log-probs, EOS included when emitted; -inf in empty slots
-    ended_with_eos: torch.Tensor  # (B, N) False when the hypothesis ran out of frames (or max_tokens) first
-    num_hyps: torch.Tensor  # (B,) filled slots; every utterance has at least one
-
-    def best(self) -> BatchedHyps:
-        """The top hypothesis of every utterance, in greedy's format."""
-        lengths = self.lengths[:, 0]
-        u_max = int(lengths.max()) if lengths.numel() else 0
-        frames = torch.arange(u_max, device=lengths.device).expand(lengths.size(0), u_max)
-        return BatchedHyps(self.tokens[:, 0, :u_max], lengths, self.scores[:, 0], frames, self.ended_with_eos[:, 0])
 
 
 def debias_log_probs(log_probs: torch.Tensor, debias: float) -> torch.Tensor:

@@ -24,33 +24,15 @@ import torch
 from nemo.collections.asr.modules import RNNTDecoder, RNNTJoint
 
 from nemo_aligner_plugin.decoding.prediction import input_gate_table, plain_lstm, prediction_step
+from nemo_aligner_plugin.decoding.types import BatchedHyps, DecoderState
 from nemo_aligner_plugin.modules.joint import joint_step
 
-__all__ = ["GreedyBatchConfig", "DecoderState", "BatchedHyps", "greedy_batch"]
+__all__ = ["GreedyBatchConfig", "greedy_batch"]
 
 
 @dataclass
 class GreedyBatchConfig:
     max_tokens: Optional[int] = None  # cap on tokens per utterance; None: bounded by encoder frames only
-
-
-@dataclass
-class DecoderState:
-    """What the prediction network needs to continue decoding (e.g. across long-form chunks)."""
-
-    lstm: tuple[torch.Tensor, torch.Tensor]  # (h, c), each (L, B, H); zeros = start of sequence
-    last_tokens: Optional[torch.Tensor]  # (B,) previous token ids; EOS (zero embedding) = start of sequence
-
-
-@dataclass
-class BatchedHyps:
-    """Greedy results for a batch, kept as tensors until converted to NeMo Hypothesis objects."""
-
-    tokens: torch.Tensor  # (B, U_max) emitted token ids, EOS-padded; row b valid up to lengths[b]
-    lengths: torch.Tensor  # (B,) number of emitted tokens (EOS excluded)
-    scores: torch.Tensor  # (B,) sum of log-probabilities of emitted tokens, EOS included when emitted
-    frames: torch.Tensor  # (B, U_max) encoder frame each token was read from
-    ended_with_eos: torch.Tensor  # (B,) False when a row ran out of frames (or max_tokens) before EOS
 
 
 @torch.no_grad()

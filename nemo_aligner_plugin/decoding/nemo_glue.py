@@ -16,9 +16,9 @@ from nemo.collections.asr.parts.submodules.rnnt_decoding import RNNTBPEDecoding,
 from nemo.collections.asr.parts.utils.rnnt_utils import Hypothesis, NBestHypotheses
 from omegaconf import DictConfig, OmegaConf
 
-from nemo_aligner_plugin.decoding.beam import BeamHyps
-from nemo_aligner_plugin.decoding.greedy import BatchedHyps
 from nemo_aligner_plugin.decoding.strategies import STRATEGIES, strategy_options
+from nemo_aligner_plugin.decoding.types import BatchedHyps, BeamHyps
+from nemo_aligner_plugin.eval_mode import eval_mode
 
 __all__ = ["AlignerBPEDecoding", "AlignerDecodingComputer", "to_hypotheses", "to_nbest_hypotheses"]
 
@@ -62,8 +62,8 @@ class AlignerDecodingComputer:
     """Callable with the signature NeMo's RNN-T decoding wrapper expects of its inner ``.decoding``."""
 
     def __init__(self, decoding_cfg: DictConfig, decoder, joint, eos_id: int):
-        strategy = STRATEGIES[decoding_cfg.strategy]
-        self.fn = strategy.fn
+        self.strategy = STRATEGIES[decoding_cfg.strategy]
+        self.fn = self.strategy.fn
         self.strategy_cfg = strategy_options(decoding_cfg)
         self.decoder, self.joint, self.eos_id = decoder, joint, eos_id
 
@@ -80,11 +80,7 @@ class AlignerDecodingComputer:
         """
         if partial_hypotheses:
             raise NotImplementedError("Aligner decoding does not take partial hypotheses (streaming RNN-T feature).")
-        modules = [m for m in (self.decoder, self.joint) if m is not None]  # non-AR: no decoder
-        was_training = [m.training for m in modules]
-        for m in modules:
-            m.eval()
-        try:
+        with eval_mode(self.decoder, self.joint):  # non-AR: no decoder
             hyps, _ = self.fn(
                 self.decoder,
                 self.joint,
@@ -93,14 +89,9 @@ class AlignerDecodingComputer:
                 self.eos_id,
                 self.strategy_cfg,
             )
-        finally:
-            for m, mode in zip(modules, was_training, strict=True):
-                m.train(mode)
-        if isinstance(hyps, BeamHyps):
-            if self.strategy_cfg.return_best_hypothesis:
-                return (to_hypotheses(hyps.best(), encoded_lengths),)
+        if isinstance(hyps, BeamHyps) and not self.strategy_cfg.return_best_hypothesis:
             return (to_nbest_hypotheses(hyps, encoded_lengths),)
-        return (to_hypotheses(hyps, encoded_lengths),)
+        return (to_hypotheses(self.strategy.best(hyps), encoded_lengths),)
 
 
 class AlignerBPEDecoding(RNNTBPEDecoding):

@@ -14,7 +14,7 @@ from typing import Optional
 
 import torch
 
-from nemo_aligner_plugin.decoding.greedy import BatchedHyps
+from nemo_aligner_plugin.decoding.types import BatchedHyps
 
 __all__ = ["NonARGreedyConfig", "nonar_greedy"]
 

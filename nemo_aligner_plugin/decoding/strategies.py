@@ -1,35 +1,73 @@
 """The table of aligner decoding strategies and the config that selects one.
 
-Every strategy is ``name -> (config dataclass, function)``; the function takes
-``(decoder, joint, encoder_out (B, T, D), encoder_out_lens (B,), eos_id, cfg)`` and returns
-``(BatchedHyps or BeamHyps, DecoderState)``. Adding a strategy means adding one row here.
+B: batch size, T: encoder frames, D: encoder dim.
+
+Every strategy is one ``Strategy`` row: its options dataclass, its function, and what callers that decode
+piecewise (long-form) need to know of it. The function takes
+``(decoder, joint, encoder_out (B, T, D), encoder_out_lens (B,), eos_id, cfg, state)`` and returns
+``(BatchedHyps or BeamHyps, DecoderState or None)``. Adding a strategy means adding one row here.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Optional
+from typing import Any, Optional
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 
 from nemo_aligner_plugin.decoding.beam import BeamConfig, beam_search
 from nemo_aligner_plugin.decoding.greedy import GreedyBatchConfig, greedy_batch
 from nemo_aligner_plugin.decoding.nonar import NonARGreedyConfig, nonar_greedy
+from nemo_aligner_plugin.decoding.types import BatchedHyps, BeamHyps, DecoderState
 
-__all__ = ["STRATEGIES", "Strategy", "AlignerDecodingConfig", "normalize_decoding_cfg", "strategy_options"]
+__all__ = [
+    "STRATEGIES",
+    "Strategy",
+    "AlignerDecodingConfig",
+    "ChunkDecoder",
+    "chunk_decoder",
+    "normalize_decoding_cfg",
+    "strategy_options",
+]
 
 
-class Strategy(NamedTuple):
+def _as_is(hyps: BatchedHyps) -> BatchedHyps:
+    return hyps
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """One decoding strategy."""
+
     cfg_key: str  # where this strategy's options live in the decoding config
     cfg_cls: type  # dataclass of those options
-    fn: Callable  # the batched decoding function
+    fn: Callable  # the batched decoding function (signature in the module docstring)
+    # True: reads model.decoder + model.joint, starts from a DecoderState and returns the one it ends in;
+    # False: reads model.nonar_head alone (decoder None), no state: pieces of an utterance decode independently
+    uses_prediction_net: bool = True
+    best: Callable[[Any], BatchedHyps] = _as_is  # fn's result -> the best hypothesis of each utterance
+    # options for decoding one long-form chunk: a per-utterance token cap has no per-chunk meaning, and a chunk
+    # continues from one hypothesis
+    chunk_overrides: Mapping[str, Any] = field(default_factory=lambda: {"max_tokens": None})
+
+    def modules(self, model: torch.nn.Module) -> tuple[Optional[torch.nn.Module], torch.nn.Module]:
+        """(decoder, joint) the function reads from an aligner model."""
+        return (model.decoder, model.joint) if self.uses_prediction_net else (None, model.nonar_head)
 
 
 STRATEGIES: dict[str, Strategy] = {
     "greedy_batch": Strategy("greedy", GreedyBatchConfig, greedy_batch),
-    "beam": Strategy("beam", BeamConfig, beam_search),
-    "nonar_greedy": Strategy("nonar", NonARGreedyConfig, nonar_greedy),  # reads a NonARHead, no prediction net
+    "beam": Strategy(
+        "beam",
+        BeamConfig,
+        beam_search,
+        best=BeamHyps.best,
+        chunk_overrides={"max_tokens": None, "return_best_hypothesis": True},
+    ),
+    "nonar_greedy": Strategy("nonar", NonARGreedyConfig, nonar_greedy, uses_prediction_net=False),
 }
 
 # NeMo RNN-T strategy names (what transcribe_speech.py and RNN-T recipes pass) -> aligner strategy.
@@ -94,3 +132,24 @@ def strategy_options(decoding_cfg: DictConfig | Mapping[str, Any]) -> Any:
     return OmegaConf.to_object(
         OmegaConf.merge(OmegaConf.structured(strategy.cfg_cls), decoding_cfg.get(strategy.cfg_key) or {})
     )
+
+
+# (encoder_out (B, T, D), encoder_out_lens (B,), start state) -> (best hypothesis per row, end state)
+ChunkDecoder = Callable[
+    [torch.Tensor, torch.Tensor, Optional[DecoderState]], tuple[BatchedHyps, Optional[DecoderState]]
+]
+
+
+def chunk_decoder(model: torch.nn.Module, decoding_cfg: DictConfig | Mapping[str, Any]) -> ChunkDecoder:
+    """The config's strategy as ``(encoder_out (B, T, D), encoder_out_lens (B,), start state) -> (best hyps, end
+    state)`` for decoding pieces of utterances: the row's ``chunk_overrides`` applied, the best hypothesis kept (a
+    beam search's next piece continues from it, so beams do not cross a piece boundary)."""
+    strategy = STRATEGIES[decoding_cfg["strategy"]]
+    options = dataclasses.replace(strategy_options(decoding_cfg), **strategy.chunk_overrides)
+    decoder, joint = strategy.modules(model)
+
+    def decode(encoder_out: torch.Tensor, encoder_out_lens: torch.Tensor, state: Optional[DecoderState]):
+        hyps, end_state = strategy.fn(decoder, joint, encoder_out, encoder_out_lens, model.eos_id, options, state)
+        return strategy.best(hyps), end_state
+
+    return decode

@@ -19,7 +19,9 @@ from nemo_aligner_plugin.decoding.strategies import RNNT_BEAM_STRATEGIES
 def test_beam_is_a_row_of_the_table():
     assert STRATEGIES["beam"].cfg_cls is BeamConfig and STRATEGIES["beam"].fn is beam_search
     cfg = normalize_decoding_cfg({"strategy": "beam"})
-    assert OmegaConf.to_object(cfg.beam) == BeamConfig()  # paper defaults: width 6, debias 2/V
+    beam = OmegaConf.to_object(cfg.beam)
+    assert (beam.beam_size, beam.debias) == (6, 2.0)  # the paper's defaults: width 6, debias 2/V
+    assert beam == BeamConfig()
 
 
 @pytest.mark.unit
