@@ -6,23 +6,15 @@ layer; the scores and word timestamps come from nemo_aligner_plugin.analysis. ma
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from pathlib import Path
 from typing import Any, Optional
 
-__all__ = ["PLOT_INSTALL_HINT", "require_matplotlib", "alignment_figure", "plot_alignment"]
+__all__ = ["alignment_figure", "plot_alignment"]
 
-PLOT_INSTALL_HINT = 'pip install matplotlib (or pip install -e ".[plot]")'
 LABEL_FONTSIZE = 9  # token labels on the y axis: readable at the saved dpi
 ROW_INCHES = 0.16  # figure height per token row, so that the labels do not overlap
-
-
-def require_matplotlib() -> None:
-    """Exit with one line naming the install command when matplotlib is missing (before any model loads)."""
-    if importlib.util.find_spec("matplotlib") is None:
-        raise SystemExit(f"error: plotting needs matplotlib, which is not installed: {PLOT_INSTALL_HINT}")
 
 
 def alignment_figure(

@@ -1,12 +1,18 @@
-"""recipes/probe_joined_length.py: joining utterances exactly, and the probe table on the tiny trained model."""
+"""recipes/probe_joined_length.py and nemo_aligner_plugin.demo.joining: joining utterances exactly, and the probe
+table on the tiny trained model."""
 
 import json
+import subprocess
+import sys
 
+import jiwer
 import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import load_recipe
+from conftest import REPO
+from nemo_aligner_plugin.demo.joining import join_manifest
+from nemo_aligner_plugin.manifests import read_predictions
 
 
 def write_wavs(tmp_path, lengths, rate=16000):
@@ -21,9 +27,7 @@ def write_wavs(tmp_path, lengths, rate=16000):
 @pytest.mark.unit
 def test_join_manifest_concatenates_disjoint_groups_with_gaps(tmp_path):
     entries = write_wavs(tmp_path, [100, 200, 300, 400, 500])
-    joined = load_recipe("probe_joined_length").join_manifest(
-        entries, join=2, groups=10, gap_seconds=0.001, seed=3, out_dir=tmp_path / "j"
-    )
+    joined = join_manifest(entries, join=2, groups=10, gap_seconds=0.001, seed=3, out_dir=tmp_path / "j")
     assert len(joined) == 2  # 5 utterances make 2 disjoint pairs
     used = []
     for entry in joined:
@@ -40,7 +44,7 @@ def test_join_manifest_concatenates_disjoint_groups_with_gaps(tmp_path):
 @pytest.mark.unit
 def test_join_manifest_pads_each_input_with_silence(tmp_path):
     entries = write_wavs(tmp_path, [100, 200])
-    (one,) = load_recipe("probe_joined_length").join_manifest(
+    (one,) = join_manifest(
         entries[:1], join=1, groups=5, gap_seconds=0.5, seed=0, out_dir=tmp_path / "p", pad_seconds=0.002
     )
     audio, rate = sf.read(one["audio_filepath"], dtype="float32")
@@ -62,9 +66,7 @@ def test_join_manifest_rejects_impossible_requests(tmp_path, join, groups, kwarg
     entries = write_wavs(tmp_path, [100, 100])
     options = {"gap_seconds": 0.0, **kwargs}
     with pytest.raises(ValueError, match=message):
-        load_recipe("probe_joined_length").join_manifest(
-            entries, join=join, groups=groups, seed=0, out_dir=tmp_path, **options
-        )
+        join_manifest(entries, join=join, groups=groups, seed=0, out_dir=tmp_path, **options)
 
 
 @pytest.mark.unit
@@ -72,41 +74,27 @@ def test_join_manifest_names_the_file_with_another_sample_rate(tmp_path):
     entries = write_wavs(tmp_path, [100, 100])
     sf.write(entries[1]["audio_filepath"], np.zeros(80, dtype=np.float32), 8000)
     with pytest.raises(ValueError, match="u1.wav: sample rate 8000"):
-        load_recipe("probe_joined_length").join_manifest(
-            entries, join=2, groups=1, gap_seconds=0.0, seed=0, out_dir=tmp_path / "j"
-        )
+        join_manifest(entries, join=2, groups=1, gap_seconds=0.0, seed=0, out_dir=tmp_path / "j")
 
 
 @pytest.mark.unit
-def test_probe_names_the_manifest_line_without_text(tmp_path):
-    entries = write_wavs(tmp_path, [100, 100])
-    del entries[1]["text"]
-    manifest = tmp_path / "m.json"
-    manifest.write_text("".join(json.dumps(e) + "\n" for e in entries))
-    with pytest.raises(ValueError, match=r"m\.json:2: missing field 'text'"):
-        load_recipe("probe_joined_length").main(
-            ["--model", "unused.nemo", "--manifest", str(manifest), "--out-dir", str(tmp_path / "o")]
-        )
-
-
-@pytest.mark.unit
-def test_probe_scores_each_join_on_the_tiny_model(tmp_path, trained_nemo, tone_manifest, capsys):
+def test_probe_recipe_scores_each_join_on_the_tiny_model(tmp_path, trained_nemo, tone_manifest):
     out = tmp_path / "probe"
-    load_recipe("probe_joined_length").main(
-        ["--model", str(trained_nemo), "--manifest", str(tone_manifest), "--join", "1", "2", "--groups", "4"]
-        + ["--out-dir", str(out)]
+    proc = subprocess.run(
+        [sys.executable, "recipes/probe_joined_length.py", "--model", str(trained_nemo)]
+        + ["--manifest", str(tone_manifest), "--join", "1", "2", "--groups", "4", "--out-dir", str(out)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
     )
+    assert proc.returncode == 0, proc.stderr[-3000:]
     rows = json.loads((out / "probe.json").read_text())["rows"]
     assert [(r["join"], r["utterances"]) for r in rows] == [(1, 4), (2, 4)]
     assert rows[1]["mean_seconds"] > 1.5 * rows[0]["mean_seconds"]
     for row in rows:  # the table's WER is the WER of the written predictions
-        predictions = [
-            json.loads(line) for line in (out / f"join{row['join']}_predictions.json").read_text().splitlines()
-        ]
-        import jiwer
-
-        assert row["wer"] == pytest.approx(
-            jiwer.wer([p["text"] for p in predictions], [p["pred_text"] for p in predictions])
-        )
+        predictions = read_predictions(out / f"join{row['join']}_predictions.json")
+        reference = jiwer.wer([p["text"] for p in predictions], [p["pred_text"] for p in predictions])
+        assert row["wer"] == pytest.approx(reference)
     assert rows[0]["wer"] < 0.5  # the tiny model was overfit on these utterances one at a time
-    assert "| joined | utterances |" in capsys.readouterr().out
+    assert "| joined | utterances |" in proc.stdout

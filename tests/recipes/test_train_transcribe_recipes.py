@@ -31,6 +31,11 @@ def run(args: list[str], timeout: int = 600) -> subprocess.CompletedProcess:
     return proc
 
 
+def terminal_lines(proc: subprocess.CompletedProcess) -> int:
+    """Lines a terminal shows (a progress bar redrawn with carriage returns is one line)."""
+    return len([line for line in (proc.stdout + proc.stderr).split("\n") if line.strip()])
+
+
 @pytest.mark.unit
 def test_train_then_transcribe_recipes(tmp_path, tone_manifest, tokenizer_dir):
     run(
@@ -52,7 +57,7 @@ def test_train_then_transcribe_recipes(tmp_path, tone_manifest, tokenizer_dir):
     assert final, "training recipe wrote no .nemo"
 
     predictions = tmp_path / "preds.json"
-    run(
+    proc = run(
         [
             "recipes/transcribe_aligner.py",
             f"model_path={final[0]}",
@@ -61,6 +66,8 @@ def test_train_then_transcribe_recipes(tmp_path, tone_manifest, tokenizer_dir):
             "batch_size=4",
         ]
     )
+    assert terminal_lines(proc) <= 3, proc.stdout + proc.stderr  # a progress line per batch (2) + the summary
+    assert f"wrote {len(tone_manifest.read_text().splitlines())} predictions to {predictions}: WER" in proc.stdout
     lines = [json.loads(line) for line in predictions.read_text().splitlines()]
     references = [json.loads(line) for line in tone_manifest.read_text().splitlines()]
     assert [line["text"] for line in lines] == [r["text"] for r in references]
@@ -84,17 +91,10 @@ def test_transcribe_recipe_reports_bad_input_clearly(tmp_path, trained_nemo):
     assert f"{bad}:2: not valid JSON" in proc.stdout + proc.stderr
 
 
-@pytest.mark.unit
-def test_transcribe_recipe_longform_override_chunks_long_audio(tmp_path, trained_nemo, tone_manifest):
-    """longform={enabled, boundary, ...} sends audio past chunk_seconds through long-form, as transcribe_longform."""
+def joined_manifest(tmp_path, tone_manifest):
+    """A manifest with one file: three tone utterances joined with 0.5 s pauses, and the joined text."""
     import numpy as np
     import soundfile as sf
-
-    from nemo_aligner_plugin import AlignerEncoderModel
-    from nemo_aligner_plugin.longform import LongformConfig, transcribe_longform
-
-    sys.path.insert(0, str(REPO / "recipes"))  # as recipes/run_demo.py imports it
-    import transcribe_aligner as recipe
 
     entries = [json.loads(line) for line in tone_manifest.read_text().splitlines()]
     audio = [sf.read(e["audio_filepath"], dtype="float32")[0] for e in entries]
@@ -103,12 +103,28 @@ def test_transcribe_recipe_longform_override_chunks_long_audio(tmp_path, trained
     sf.write(joined, np.concatenate([audio[0], pause, audio[1], pause, audio[2]]), 16000)
     manifest = tmp_path / "long.json"
     manifest.write_text(json.dumps({"audio_filepath": str(joined), "text": " ".join(e["text"] for e in entries[:3])}))
-    options = {"enabled": True, "chunk_seconds": 2.0, "boundary": "pause", "pause_search_seconds": 1.0}
-    cfg = recipe.TranscriptionConfig(
+    return manifest, joined
+
+
+LONGFORM = {"enabled": True, "chunk_seconds": 2.0, "boundary": "pause", "pause_search_seconds": 1.0}
+
+
+@pytest.mark.unit
+def test_transcribe_longform_override_chunks_long_audio(tmp_path, trained_nemo, tone_manifest):
+    """longform={enabled, boundary, ...} sends audio past chunk_seconds through long-form, as transcribe_longform."""
+    import soundfile as sf
+
+    from nemo_aligner_plugin import AlignerEncoderModel
+    from nemo_aligner_plugin.longform import LongformConfig, transcribe_longform
+    from nemo_aligner_plugin.transcribe_cli import TranscriptionConfig, load_model
+    from nemo_aligner_plugin.transcribe_cli import run as transcribe
+
+    manifest, joined = joined_manifest(tmp_path, tone_manifest)
+    cfg = TranscriptionConfig(
         model_path=str(trained_nemo), dataset_manifest=str(manifest), output_filename=str(tmp_path / "p.json"),
-        longform=options,
+        longform=dict(LONGFORM),
     )  # fmt: skip
-    recipe.run(cfg)
+    transcribe(cfg)
     predicted = json.loads((tmp_path / "p.json").read_text())["pred_text"]
 
     model = AlignerEncoderModel.restore_from(str(trained_nemo)).eval()
@@ -121,4 +137,57 @@ def test_transcribe_recipe_longform_override_chunks_long_audio(tmp_path, trained
 
     cfg.longform = {"enabled": True, "boundary": "silence"}
     with pytest.raises(ValueError, match="boundary"):
-        recipe.load_model(cfg)
+        load_model(cfg)
+
+
+@pytest.mark.unit
+def test_transcribe_cli_takes_decoding_and_longform_keys_without_plus_and_writes_nbest(
+    tmp_path, trained_nemo, tone_manifest
+):
+    """decoding.strategy=beam, decoding.beam.return_best_hypothesis=false and longform.* as the README writes them
+    (no hydra ``+``): the best text is pred_text, the N-best texts a list (best first), long audio goes long-form."""
+    from nemo_aligner_plugin.transcribe_cli import TranscriptionConfig
+    from nemo_aligner_plugin.transcribe_cli import run as transcribe
+
+    long_manifest, _ = joined_manifest(tmp_path, tone_manifest)
+    manifest = tmp_path / "mixed.json"
+    manifest.write_text(tone_manifest.read_text() + long_manifest.read_text() + "\n")
+    predictions = tmp_path / "nbest.json"
+    proc = run(
+        [
+            "recipes/transcribe_aligner.py",
+            f"model_path={trained_nemo}",
+            f"dataset_manifest={manifest}",
+            f"output_filename={predictions}",
+            "batch_size=4",
+            "decoding.strategy=beam",
+            "decoding.beam.return_best_hypothesis=false",
+            *(f"longform.{key}={str(value).lower()}" for key, value in LONGFORM.items()),
+        ]
+    )
+    assert terminal_lines(proc) <= 4, proc.stdout + proc.stderr  # a progress line per batch (3) + the summary
+    lines = [json.loads(line) for line in predictions.read_text().splitlines()]
+    short, long = lines[:-1], lines[-1]
+    assert [line["pred_text"] for line in short] == [line["text"] for line in short]  # the overfit model
+    for line in short:  # N-best, best first, up to the beam width
+        assert line["pred_text_nbest"][0] == line["pred_text"] and 1 <= len(line["pred_text_nbest"]) <= 6
+    # the long file went through long-form with beam search, as the library does with the same sections
+    expected = transcribe(
+        TranscriptionConfig(
+            model_path=str(trained_nemo), dataset_manifest=str(long_manifest),
+            output_filename=str(tmp_path / "lib.json"), decoding={"strategy": "beam"}, longform=dict(LONGFORM),
+        )
+    )  # fmt: skip
+    assert long["pred_text"] == json.loads((tmp_path / "lib.json").read_text())["pred_text"]
+    assert expected["num_utterances"] == 1
+
+
+@pytest.mark.unit
+def test_read_manifest_names_the_line_without_a_required_field(tmp_path):
+    from nemo_aligner_plugin.manifests import read_manifest
+
+    manifest = tmp_path / "bare_manifest.json"
+    manifest.write_text('{"audio_filepath": "a.wav", "text": "x"}\n{"audio_filepath": "b.wav"}\n')
+    with pytest.raises(ValueError, match=r"bare_manifest\.json:2: missing field 'text'"):
+        read_manifest(manifest, required=("audio_filepath", "text"))
+    assert read_manifest(manifest)[1]["audio_filepath"] == str(tmp_path / "b.wav")  # relative to the manifest
