@@ -10,9 +10,13 @@ With Lhotse, `concatenate_samples: true` does the same at the sampler level.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
-__all__ = ["concatenate_utterances", "pad_silence", "reverse_within_length"]
+from nemo_aligner_plugin.config import ConcatUtterancesConfig, SilencePaddingConfig, seconds_range
+
+__all__ = ["BatchAugmentation", "concatenate_utterances", "pad_silence", "reverse_within_length", "stochastic_round"]
 
 
 def reverse_within_length(audio: torch.Tensor, audio_lens: torch.Tensor) -> torch.Tensor:
@@ -39,7 +43,9 @@ def concatenate_utterances(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Join random disjoint groups of 2..``max_joined`` rows into single rows.
 
-    With ``max_joined=2`` (the paper's pairs) ``round(fraction * B / 2)`` pairs are joined. Larger groups reach
+    With ``max_joined=2`` (the paper's pairs) ``fraction * B / 2`` pairs are joined, rounded up or down at random so
+    that the expected share is ``fraction`` for any batch size (plain rounding never joins a batch of 6 at 15% and
+    always joins one pair in batches of 7-16). Larger groups reach
     further past the training length at the same audio per batch: a pair is at most twice the longest
     utterance, while test audio of three sentences needs alignments longer than any pair.
 
@@ -57,11 +63,14 @@ def concatenate_utterances(
     if max_joined < 2:
         raise ValueError(f"max_joined={max_joined}: a concatenated row joins at least 2 utterances")
     batch = audio.size(0)
-    chosen = 2 * min(int(round(fraction * batch / 2)), batch // 2)
-    if chosen == 0:
+    if max_joined == 2:
+        chosen = 2 * min(stochastic_round(fraction * batch / 2, generator), batch // 2)
+    else:  # groups can use an odd leftover, so draw utterances, not pairs; a lone one joins nothing
+        chosen = min(stochastic_round(fraction * batch, generator), batch)
+        if chosen == 1:
+            chosen = 2 * stochastic_round(0.5, generator)
+    if chosen < 2:
         return audio, audio_lens, tokens, token_lens
-    if max_joined > 2:  # groups can use an odd leftover, so take the unrounded share
-        chosen = max(2, min(int(round(fraction * batch)), batch))
     order = torch.randperm(batch, generator=generator).tolist()
     groups, start = [], 0
     while chosen - start >= 2:
@@ -87,6 +96,14 @@ def concatenate_utterances(
         new_audio.append(torch.cat(a))
         new_tokens.append(torch.cat(t))
     return (*_pad_rows(new_audio, audio_lens), *_pad_rows(new_tokens, token_lens))
+
+
+def stochastic_round(value: float, generator: torch.Generator | None = None) -> int:
+    """``floor(value)``, plus one with probability ``value - floor(value)``: an integer whose mean is ``value``."""
+    whole = math.floor(value)
+    if whole == value:  # nothing to draw: the random stream stays as it was
+        return whole
+    return whole + int(float(torch.rand((), generator=generator)) < value - whole)
 
 
 def pad_silence(
@@ -136,3 +153,34 @@ def _pad_rows(rows: list[torch.Tensor], lens_like: torch.Tensor) -> tuple[torch.
     """Rows of different lengths -> (B, max) zero-padded and their lengths (with ``lens_like``'s device and dtype)."""
     lens = torch.tensor([r.numel() for r in rows], device=lens_like.device, dtype=lens_like.dtype)
     return torch.nn.utils.rnn.pad_sequence(rows, batch_first=True), lens
+
+
+class BatchAugmentation:
+    """The training-batch augmentations of ``model.concat_utterances`` and ``model.silence_padding``, in order.
+
+    B: batch size, S: audio samples, U: tokens.
+    """
+
+    def __init__(self, concat: ConcatUtterancesConfig, padding: SilencePaddingConfig, sample_rate: int):
+        self.concat, self.padding = concat, padding
+        low, high = seconds_range(concat.gap_seconds, "model.concat_utterances.gap_seconds")
+        self.gap_samples = (int(low * sample_rate), int(high * sample_rate))
+        if isinstance(concat.gap_seconds, (int, float)):
+            self.gap_samples = self.gap_samples[0]  # a fixed gap draws nothing from the random stream
+        self.pad_samples = (int(padding.min_seconds * sample_rate), int(padding.max_seconds * sample_rate))
+
+    def __call__(
+        self, audio: torch.Tensor, audio_lens: torch.Tensor, tokens: torch.Tensor, token_lens: torch.Tensor, step: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(B, S), (B,), (B, U), (B,) at training step ``step`` -> the augmented batch (rows may be fewer)."""
+        concat, padding = self.concat, self.padding
+        if concat.fraction > 0 and step >= concat.start_step:
+            fraction = concat.fraction
+            if concat.mode == "whole_batches":  # all rows joined in that share of the batches, none elsewhere
+                fraction = 1.0 if float(torch.rand(())) < concat.fraction else 0.0
+            audio, audio_lens, tokens, token_lens = concatenate_utterances(
+                audio, audio_lens, tokens, token_lens, fraction, self.gap_samples, max_joined=concat.max_joined
+            )
+        if padding.prob > 0 and step >= padding.start_step:  # after joining: silence at the ends only
+            audio, audio_lens = pad_silence(audio, audio_lens, padding.prob, *self.pad_samples, noise=padding.noise)
+        return audio, audio_lens, tokens, token_lens

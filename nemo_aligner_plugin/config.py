@@ -6,8 +6,11 @@ sections through these classes, so a default changes here and nowhere else.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional, Union
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Optional, Union
+
+from omegaconf import DictConfig, OmegaConf
 
 # Long-form start states (what the prediction network knows at a chunk start): see longform.states.
 LONGFORM_MODES = ("prime", "reset_only", "carry_state")
@@ -75,3 +78,197 @@ class LongformConfig:
             )
         if self.split_candidates < 1:
             raise ValueError(f"longform split_candidates={self.split_candidates} must be >= 1")
+
+
+# ---------------------------------------------------------------------------------------------- model sections
+@dataclass
+class LossConfig:
+    label_smoothing: float = 0.1  # paper: 0.1 in every run
+    smoothing_mode: str = "batch_prior"  # batch_prior (the batch's token unigram prior, paper) | uniform
+    prior_include_eos: bool = False  # count EOS in the prior (paper: word-pieces only)
+    reduction: str = "mean_token"  # mean_token | mean_utterance | sum
+
+
+@dataclass
+class AuxCTCConfig:
+    weight: float = 0.0  # > 0 adds weight * CTC loss from a linear head on an encoder layer
+    layer: int = -1  # -1: the final encoder output; k: output of encoder.layers[k]
+
+
+@dataclass
+class AuxAlignerConfig:
+    weight: float = 0.0  # > 0 adds weight * the aligner loss on an intermediate layer's frames
+    layer: Optional[int] = None  # k: output of encoder.layers[k]; required when weight > 0
+
+
+@dataclass
+class NonARAuxConfig:
+    weight: float = 0.0  # > 0 adds weight * the per-frame classifier loss (its head can decode: nonar_greedy)
+
+
+@dataclass
+class ConcatUtterancesConfig:
+    fraction: float = 0.15  # expected share of each batch's utterances joined into longer rows (paper: ~15%)
+    gap_seconds: Any = 0.1  # silence between joined utterances: seconds, or [min, max] drawn per join
+    mode: str = "in_batch"  # in_batch: joined rows in every batch | whole_batches: all rows of that share of batches
+    max_joined: int = 2  # utterances per joined row: 2 = pairs (paper); k > 2 draws 2..k
+    start_step: int = 0  # join only from this training step on
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.fraction <= 1.0:
+            raise ValueError(f"model.concat_utterances.fraction={self.fraction}: expected a share in [0, 1]")
+        if self.mode not in ("in_batch", "whole_batches"):
+            raise ValueError(f"model.concat_utterances.mode={self.mode!r}: expected in_batch or whole_batches")
+        if self.max_joined < 2:
+            raise ValueError(f"model.concat_utterances.max_joined={self.max_joined}: a joined row holds at least 2")
+        if self.start_step < 0:
+            raise ValueError(f"model.concat_utterances.start_step={self.start_step}: expected a step >= 0")
+        seconds_range(self.gap_seconds, "model.concat_utterances.gap_seconds")
+
+
+@dataclass
+class SilencePaddingConfig:
+    prob: float = 0.0  # share of training rows given silence at both ends, after joining (0: off)
+    min_seconds: float = 0.0  # shortest pad at each end
+    max_seconds: float = 0.5  # longest pad at each end
+    start_step: int = 0  # pad only from this training step on
+    noise: float = 0.0  # share of padded rows padded with noise at the row's own floor instead of zeros
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.prob <= 1.0:
+            raise ValueError(f"model.silence_padding.prob={self.prob}: expected a probability in [0, 1]")
+        if not 0.0 <= self.noise <= 1.0:
+            raise ValueError(f"model.silence_padding.noise={self.noise}: expected a share in [0, 1]")
+        if self.start_step < 0:
+            raise ValueError(f"model.silence_padding.start_step={self.start_step}: expected a step >= 0")
+        seconds_range([self.min_seconds, self.max_seconds], "model.silence_padding.min/max_seconds")
+
+
+@dataclass
+class TrainDurations:
+    """What the model was trained on, written into ``model.train_durations`` when training ends."""
+
+    p50_seconds: float  # median training utterance
+    p95_seconds: float
+    p99_seconds: float  # long-form `enabled: auto` routes audio longer than this
+    max_seconds: float
+    num_utterances: int  # utterances the statistics cover
+
+
+@dataclass
+class HeadOptions:
+    """The top-level flags of an aligner's ``model`` section."""
+
+    aligner_type: str = "ar"  # ar: prediction network + joint (the paper's Aligner) | nonar: per-frame classifier
+    reverse_audio: bool = False  # the paper's reverse-alignment experiment: audio reversed within its length
+    log_prediction: bool = True  # log one reference/prediction pair at validation
+    compute_eval_loss: bool = True  # compute val_loss in validation
+    use_cer: bool = False  # report CER instead of WER as val_wer
+    pred_hidden: int = 640  # prediction-network (LSTM) size: model_defaults.pred_hidden
+    joint_hidden: int = 640  # joint hidden size: model_defaults.joint_hidden
+    pred_rnn_layers: int = 1  # LSTM layers of the prediction network
+    dropout: float = 0.1  # prediction-network and joint dropout
+
+
+@dataclass
+class FinetuneOptim:
+    """AdamW with a short warmup to a quarter of the from-scratch peak, cosine decay."""
+
+    lr: float = 5e-4
+    weight_decay: float = 1e-3
+    warmup_steps: int = 500
+    min_lr: float = 1e-6
+
+
+ALIGNER_TYPES = ("ar", "nonar")
+# Model sections read through a dataclass: key -> class.
+SECTIONS = {
+    "loss": LossConfig,
+    "aux_ctc": AuxCTCConfig,
+    "aux_aligner": AuxAlignerConfig,
+    "nonar_aux": NonARAuxConfig,
+    "concat_utterances": ConcatUtterancesConfig,
+    "silence_padding": SilencePaddingConfig,
+    "longform": LongformConfig,
+}
+
+
+def seconds_range(value: Any, field_name: str) -> tuple[float, float]:
+    """Seconds, or a [min, max] pair drawn from per use -> (min, max), checked and named in errors."""
+    if isinstance(value, (int, float)):
+        if value < 0:
+            raise ValueError(f"{field_name}={value}: expected seconds >= 0")
+        return float(value), float(value)
+    bounds = list(value)
+    if len(bounds) != 2 or not 0 <= bounds[0] <= bounds[1]:
+        raise ValueError(f"{field_name}={bounds}: expected seconds, or [min, max] with 0 <= min <= max")
+    return float(bounds[0]), float(bounds[1])
+
+
+def read_section(model_cfg: Mapping, key: str) -> Any:
+    """``model.<key>`` as its dataclass: defaults for missing keys; an unknown key or bad value names the field."""
+    cls = SECTIONS[key]
+    given = model_cfg.get(key) or {}
+    given = OmegaConf.to_container(given, resolve=True) if isinstance(given, DictConfig) else dict(given)
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(given) - known - {"enabled"} if cls is LongformConfig else set(given) - known)
+    if unknown:
+        raise ValueError(f"model.{key} has unknown key(s) {unknown}; known: {sorted(known)}")
+    return cls(**{k: v for k, v in given.items() if k in known})
+
+
+def section_defaults(key: str) -> dict[str, Any]:
+    """The defaults of ``model.<key>`` as a plain dict (what the YAMLs list)."""
+    return asdict(SECTIONS[key]())
+
+
+def head_defaults() -> dict[str, Any]:
+    """Every aligner-specific section of a ``model`` config, from the dataclasses above (``from_asr_model``)."""
+    from nemo_aligner_plugin.decoding.strategies import AlignerDecodingConfig
+
+    head, optim = HeadOptions(), FinetuneOptim()
+    flags = {f.name: getattr(head, f.name) for f in fields(HeadOptions)}
+    for name in ("pred_hidden", "joint_hidden", "pred_rnn_layers", "dropout"):
+        flags.pop(name)
+    return {
+        **flags,
+        "skip_nan_grad": False,
+        "model_defaults": {"pred_hidden": head.pred_hidden, "joint_hidden": head.joint_hidden},
+        "decoder": {
+            "_target_": "nemo.collections.asr.modules.RNNTDecoder",
+            "normalization_mode": None,
+            "random_state_sampling": False,
+            "blank_as_pad": True,
+            "prednet": {
+                "pred_hidden": "${model_defaults.pred_hidden}",
+                "pred_rnn_layers": head.pred_rnn_layers,
+                "t_max": None,
+                "dropout": head.dropout,
+            },
+        },
+        "joint": {
+            "_target_": "nemo.collections.asr.modules.RNNTJoint",
+            "log_softmax": None,
+            "preserve_memory": False,
+            "fuse_loss_wer": False,
+            "jointnet": {
+                "joint_hidden": "${model_defaults.joint_hidden}",
+                "activation": "relu",
+                "dropout": head.dropout,
+            },
+        },
+        **{key: section_defaults(key) for key in SECTIONS},
+        "decoding": OmegaConf.to_container(OmegaConf.structured(AlignerDecodingConfig)),
+        "optim": {
+            "name": "adamw",
+            "lr": optim.lr,
+            "betas": [0.9, 0.98],
+            "weight_decay": optim.weight_decay,
+            "sched": {
+                "name": "CosineAnnealing",
+                "warmup_steps": optim.warmup_steps,
+                "warmup_ratio": None,
+                "min_lr": optim.min_lr,
+            },
+        },
+    }

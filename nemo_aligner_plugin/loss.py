@@ -12,7 +12,7 @@ from nemo.core.neural_types import LabelsType, LengthsType, LogitsType, LossType
 
 from nemo_aligner_plugin.ratelimit import RateLimitedWarning
 
-__all__ = ["AlignerLoss", "append_eos", "fits_encoder"]
+__all__ = ["AlignerLoss", "SkippedUtterances", "append_eos", "fits_encoder"]
 
 SMOOTHING_MODES = ("batch_prior", "uniform")
 REDUCTIONS = ("mean_token", "mean_utterance", "sum")
@@ -39,7 +39,8 @@ class AlignerLoss(Loss):
     ``smoothing_mode='batch_prior'`` is the paper's choice: the smoothing distribution is the token
     unigram distribution counted over the current batch's valid targets; ``'uniform'`` spreads it
     evenly over all V+1 classes. Utterances whose encoder is shorter than tokens+1 cannot be aligned;
-    they are dropped from the loss and counted (``num_skipped_total``) instead of producing NaN.
+    they are dropped from the loss instead of producing NaN, and ``num_skipped_last`` says how many the last call
+    dropped: the caller counts them per purpose (training, validation) with ``SkippedUtterances``.
     """
 
     @property
@@ -62,7 +63,6 @@ class AlignerLoss(Loss):
         smoothing_mode: str = "batch_prior",
         prior_include_eos: bool = False,
         reduction: str = "mean_token",
-        warn_interval_s: float = 60.0,
     ):
         super().__init__()
         if smoothing_mode not in SMOOTHING_MODES:
@@ -76,9 +76,7 @@ class AlignerLoss(Loss):
         self.smoothing_mode = smoothing_mode
         self.prior_include_eos = prior_include_eos
         self.reduction = reduction
-        self.num_skipped_total = 0
-        self.num_skipped_last = 0
-        self._skip_warning = RateLimitedWarning(warn_interval_s)
+        self.num_skipped_last = 0  # utterances the last call left out (tokens + EOS longer than the encoder output)
 
     def _smoothing_distribution(self, targets_eos: torch.Tensor, mask: torch.Tensor, num_classes: int) -> torch.Tensor:
         """(V+1,) distribution that receives ``label_smoothing`` of the target mass."""
@@ -91,29 +89,14 @@ class AlignerLoss(Loss):
             return torch.full_like(counts, 1.0 / num_classes)
         return counts / total
 
-    def _note_skipped(self, num_skipped: int, batch_size: int) -> None:
-        self.num_skipped_last = num_skipped
-        if num_skipped == 0:
-            return
-        self.num_skipped_total += num_skipped
-        self._skip_warning.note(
-            num_skipped,
-            lambda since_last: (
-                f"AlignerLoss: skipped {since_last} utterance(s) since the last warning "
-                f"({self.num_skipped_total} in total; {num_skipped}/{batch_size} in this batch) whose "
-                "encoder output is shorter than tokens+1 (EOS) and cannot be aligned. Filter them at the "
-                "data level, e.g. Lhotse `max_tps`, or use less subsampling / a larger vocabulary."
-            ),
-        )
-
     @typecheck()
     def forward(self, logits, targets, target_lengths, encoder_lengths):
         """logits: (B, U+1, V+1) unnormalized; targets: (B, U); lengths: (B,)."""
-        batch_size, positions, num_classes = logits.shape
+        positions, num_classes = logits.shape[1:]
         target_lengths = target_lengths.long()
         targets_eos = append_eos(targets.long(), target_lengths, self.eos_id)[:, :positions]
         valid_utt = fits_encoder(encoder_lengths.long(), target_lengths)
-        self._note_skipped(int((~valid_utt).sum()), batch_size)
+        self.num_skipped_last = int((~valid_utt).sum())
 
         steps = torch.arange(positions, device=logits.device)
         mask = (steps.unsqueeze(0) <= target_lengths.unsqueeze(1)) & valid_utt.unsqueeze(1)  # (B, U+1)
@@ -134,3 +117,32 @@ class AlignerLoss(Loss):
         if self.reduction == "mean_utterance":
             return total / valid_utt.sum().clamp(min=1)
         return total / mask.sum().clamp(min=1)
+
+
+class SkippedUtterances:
+    """Counts the utterances a loss left out for one purpose, and warns at most once a minute when ``warn``.
+
+    Training and validation keep their own counters, so a validation set with long utterances neither inflates
+    the training summary nor triggers the advice to filter the training data.
+    """
+
+    def __init__(self, purpose: str, warn: bool = True, warn_interval_s: float = 60.0):
+        self.purpose = purpose
+        self.total = 0  # utterances left out so far
+        self.last = 0  # utterances left out by the latest batch
+        self._warning = RateLimitedWarning(warn_interval_s) if warn else None
+
+    def note(self, num_skipped: int, batch_size: int) -> None:
+        self.last = num_skipped
+        self.total += num_skipped
+        if num_skipped == 0 or self._warning is None:
+            return
+        self._warning.note(
+            num_skipped,
+            lambda since_last: (
+                f"AlignerLoss: skipped {since_last} {self.purpose} utterance(s) since the last warning "
+                f"({self.total} in total; {num_skipped}/{batch_size} in this batch) whose "
+                "encoder output is shorter than tokens+1 (EOS) and cannot be aligned. Filter them at the "
+                "data level, e.g. Lhotse `max_tps`, or use less subsampling / a larger vocabulary."
+            ),
+        )

@@ -11,16 +11,13 @@ is ever computed.
 
 from __future__ import annotations
 
-import os
-from functools import partial
-from typing import Any, Optional, Union
+from typing import Optional, Union
 
 import torch
 from lightning.pytorch import Trainer
 from nemo.collections.asr.metrics.wer import WER
 from nemo.collections.asr.models.asr_model import ASRModel, ExportableEncDecModel
 from nemo.collections.asr.parts.mixins import ASRBPEMixin, ASRModuleMixin, ASRTranscriptionMixin
-from nemo.collections.asr.parts.mixins.transcription import TranscribeConfig, TranscriptionMixin
 from nemo.core.classes.common import PretrainedModelInfo, typecheck
 from nemo.core.neural_types import (
     AcousticEncodedRepresentation,
@@ -33,26 +30,27 @@ from nemo.utils import logging, model_utils
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from nemo_aligner_plugin import checks
-from nemo_aligner_plugin.analysis import AttentionMaps, recording_attention, timestamps_from_maps
-from nemo_aligner_plugin.augment import concatenate_utterances, pad_silence, reverse_within_length
+from nemo_aligner_plugin.augment import BatchAugmentation, reverse_within_length
+from nemo_aligner_plugin.config import ALIGNER_TYPES, read_section
 from nemo_aligner_plugin.decoding.nemo_glue import AlignerBPEDecoding
 from nemo_aligner_plugin.decoding.strategies import normalize_decoding_cfg
+from nemo_aligner_plugin.integration import finetune
 from nemo_aligner_plugin.integration.catalog import list_pretrained_models
-from nemo_aligner_plugin.integration.data import build_dataloader
+from nemo_aligner_plugin.integration.data import build_dataloader, train_durations
 from nemo_aligner_plugin.integration.hub import model_card, save_pretrained
-from nemo_aligner_plugin.longform import longform_config, routable_audio, transcribe_routed
-from nemo_aligner_plugin.loss import AlignerLoss
+from nemo_aligner_plugin.loss import AlignerLoss, SkippedUtterances
 from nemo_aligner_plugin.modules.aux_ctc import AuxCTC
 from nemo_aligner_plugin.modules.joint import diagonal_logits, leading_frames
 from nemo_aligner_plugin.modules.layer_tap import LayerTap
 from nemo_aligner_plugin.modules.nonar_head import NonARHead
+from nemo_aligner_plugin.transcription import AlignerTranscriptionMixin
 
 __all__ = ["AlignerEncoderModel"]
 
-ALIGNER_TYPES = ("ar", "nonar")  # ar: prediction network + joint (the paper's Aligner); nonar: per-frame classifier
 
-
-class AlignerEncoderModel(ASRModel, ExportableEncDecModel, ASRBPEMixin, ASRModuleMixin, ASRTranscriptionMixin):
+class AlignerEncoderModel(
+    AlignerTranscriptionMixin, ASRModel, ExportableEncDecModel, ASRBPEMixin, ASRModuleMixin, ASRTranscriptionMixin
+):
     """Aligner-Encoder (Stooke et al., NeurIPS 2024): Conformer + LSTM prediction net + diagonal joint."""
 
     def __init__(self, cfg: DictConfig, trainer: Optional[Trainer] = None):
@@ -69,7 +67,8 @@ class AlignerEncoderModel(ASRModel, ExportableEncDecModel, ASRBPEMixin, ASRModul
         self.world_size = trainer.world_size if trainer is not None else 1
         self._setup_tokenizer(cfg.tokenizer)
         vocabulary = list(self.tokenizer.tokenizer.get_vocab())
-        with open_dict(cfg):  # the sizes follow the tokenizer; all in one place
+        options = {key: read_section(cfg, key) for key in ("loss", "aux_ctc", "aux_aligner", "nonar_aux")}
+        with open_dict(cfg):  # the sizes follow the tokenizer and the prediction network; all in one place
             cfg.nemo_aligner_plugin_version = checks.plugin_version_stamp(cfg.get("nemo_aligner_plugin_version"))
             cfg.labels = ListConfig(vocabulary)
             if autoregressive:
@@ -77,8 +76,8 @@ class AlignerEncoderModel(ASRModel, ExportableEncDecModel, ASRBPEMixin, ASRModul
                 cfg.joint.num_classes = len(vocabulary)
                 cfg.joint.vocabulary = ListConfig(vocabulary)
                 cfg.joint.jointnet.encoder_hidden = cfg.model_defaults.enc_hidden
-                cfg.joint.jointnet.pred_hidden = cfg.model_defaults.pred_hidden
-            cfg.loss = OmegaConf.merge({"label_smoothing": 0.1, "smoothing_mode": "batch_prior"}, cfg.get("loss") or {})
+                cfg.joint.jointnet.pred_hidden = cfg.decoder.prednet.pred_hidden
+            cfg.loss = OmegaConf.structured(options["loss"])
 
         super().__init__(cfg=cfg, trainer=trainer)
 
@@ -93,74 +92,37 @@ class AlignerEncoderModel(ASRModel, ExportableEncDecModel, ASRBPEMixin, ASRModul
                     "model.decoder.blank_as_pad must be true: EOS is the blank slot, which embeds to zeros"
                 )
             self.joint = self.from_config_dict(self.cfg.joint)
-        self.nonar_aux_weight = float((self.cfg.get("nonar_aux") or {}).get("weight", 0.0)) if autoregressive else 0.0
+        self.nonar_aux_weight = options["nonar_aux"].weight if autoregressive else 0.0
         if not autoregressive or self.nonar_aux_weight > 0:
             self.nonar_head = NonARHead(self.encoder.d_model, len(vocabulary))
         self.eos_id = len(vocabulary)  # the RNN-T blank slot: NeMo's decoding wrapper strips it from text
-        self.loss = AlignerLoss(eos_id=self.eos_id, **OmegaConf.to_container(self.cfg.loss))
-        # A second instance so the auxiliary pass does not double-count skipped utterances.
-        self.nonar_aux_loss = AlignerLoss(eos_id=self.eos_id, **OmegaConf.to_container(self.cfg.loss))
+        loss_options = vars(options["loss"])
+        self.loss = AlignerLoss(eos_id=self.eos_id, **loss_options)
+        self.nonar_aux_loss = AlignerLoss(eos_id=self.eos_id, **loss_options)
+        # Utterances the main loss could not align, counted apart: validation's never reach the training summary.
+        self.skipped_train = SkippedUtterances("training")
+        self.skipped_val = SkippedUtterances("validation", warn=False)
         self.compute_eval_loss = self.cfg.get("compute_eval_loss", True)
-        aux_ctc = self.cfg.get("aux_ctc") or {}
-        self.aux_ctc_weight = float(aux_ctc.get("weight", 0.0))
-        self.aux_ctc = (
-            AuxCTC(self.encoder, self.encoder.d_model, len(vocabulary), layer=aux_ctc.get("layer", -1))
-            if self.aux_ctc_weight > 0
-            else None
-        )
-        aux_aligner = self.cfg.get("aux_aligner") or {}
-        self.aux_aligner_weight = float(aux_aligner.get("weight", 0.0))
+        self.aux_ctc_weight = options["aux_ctc"].weight
+        self.aux_ctc = None
+        if self.aux_ctc_weight > 0:
+            self.aux_ctc = AuxCTC(self.encoder, self.encoder.d_model, len(vocabulary), layer=options["aux_ctc"].layer)
+        self.aux_aligner_weight = options["aux_aligner"].weight
         self.aux_aligner_tap = None
         if self.aux_aligner_weight > 0:  # the same decoder and joint, fed an intermediate layer's frames
-            self.aux_aligner_tap = LayerTap(self.encoder, aux_aligner.get("layer"), owner="aux_aligner")
-            self.aux_aligner_loss = AlignerLoss(eos_id=self.eos_id, **OmegaConf.to_container(self.cfg.loss))
+            self.aux_aligner_tap = LayerTap(self.encoder, options["aux_aligner"].layer, owner="aux_aligner")
+            self.aux_aligner_loss = AlignerLoss(eos_id=self.eos_id, **loss_options)
         self.reverse_audio = bool(self.cfg.get("reverse_audio", False))
-        concat = self.cfg.get("concat_utterances") or {}
-        self.concat_fraction = float(concat.get("fraction", 0.0))
-        self.concat_gap_samples = self._seconds_range(
-            concat.get("gap_seconds", 0.0), "model.concat_utterances.gap_seconds"
+        self.augmentation = BatchAugmentation(
+            read_section(self.cfg, "concat_utterances"), read_section(self.cfg, "silence_padding"), self.cfg.sample_rate
         )
-        self.concat_mode = concat.get("mode", "in_batch")
-        self.concat_max_joined = int(concat.get("max_joined", 2))
-        self.concat_start_step = int(concat.get("start_step", 0))
-        if self.concat_start_step < 0:
-            raise ValueError(f"model.concat_utterances.start_step={self.concat_start_step}: expected a step >= 0")
-        if self.concat_max_joined < 2:
-            raise ValueError(
-                f"model.concat_utterances.max_joined={self.concat_max_joined}: a joined row holds at least 2 utterances"
-            )
-        if self.concat_mode not in ("in_batch", "whole_batches"):
-            raise ValueError(f"model.concat_utterances.mode={self.concat_mode!r}: expected in_batch or whole_batches")
-        padding = self.cfg.get("silence_padding") or {}
-        self.silence_prob = float(padding.get("prob", 0.0))
-        self.silence_samples = self._seconds_range(
-            [padding.get("min_seconds", 0.0), padding.get("max_seconds", 0.0)], "model.silence_padding.min/max_seconds"
-        )
-        self.silence_start_step = int(padding.get("start_step", 0))
-        self.silence_noise = float(padding.get("noise", 0.0))
-        if not 0.0 <= self.silence_prob <= 1.0:
-            raise ValueError(f"model.silence_padding.prob={self.silence_prob}: expected a probability in [0, 1]")
-        if not 0.0 <= self.silence_noise <= 1.0:
-            raise ValueError(f"model.silence_padding.noise={self.silence_noise}: expected a share in [0, 1]")
-        if self.silence_start_step < 0:
-            raise ValueError(f"model.silence_padding.start_step={self.silence_start_step}: expected a step >= 0")
+        read_section(self.cfg, "longform")  # a bad long-form key or value fails here, not at the first long file
         with open_dict(self.cfg):
             self.cfg.decoding = self._resolve_decoding_cfg(self.cfg.get("decoding"))
         self._build_decoding(self.cfg.decoding)
         self.setup_optimization_flags()  # skip_nan_grad etc., read from cfg by ASRModel
         self.setup_adapters()
         self.nonfinite_guard = checks.NonFiniteGuard()
-
-    def _seconds_range(self, value, field: str) -> int | tuple[int, int]:
-        """Seconds (a number, or a [min, max] pair drawn from per use) -> samples, checked and named in errors."""
-        if isinstance(value, (int, float)):
-            if value < 0:
-                raise ValueError(f"{field}={value}: expected seconds >= 0")
-            return int(value * self.cfg.sample_rate)
-        bounds = list(value)
-        if len(bounds) != 2 or not 0 <= bounds[0] <= bounds[1]:
-            raise ValueError(f"{field}={bounds}: expected seconds, or [min, max] with 0 <= min <= max")
-        return int(bounds[0] * self.cfg.sample_rate), int(bounds[1] * self.cfg.sample_rate)
 
     # ------------------------------------------------------------------ decoding
     def _resolve_decoding_cfg(self, decoding_cfg) -> DictConfig:
@@ -308,26 +270,13 @@ class AlignerEncoderModel(ASRModel, ExportableEncDecModel, ASRBPEMixin, ASRModul
     # ------------------------------------------------------------------ Lightning steps
     def training_step(self, batch, batch_nb):
         signal, signal_len, transcript, transcript_len = batch[:4]
-        if self.concat_fraction > 0 and self.global_step >= self.concat_start_step:
-            fraction = self.concat_fraction
-            if self.concat_mode == "whole_batches":  # all rows joined in that share of the batches, none elsewhere
-                fraction = 1.0 if float(torch.rand(())) < self.concat_fraction else 0.0
-            signal, signal_len, transcript, transcript_len = concatenate_utterances(
-                signal,
-                signal_len,
-                transcript,
-                transcript_len,
-                fraction,
-                self.concat_gap_samples,
-                max_joined=self.concat_max_joined,
-            )
-        if self.silence_prob > 0 and self.global_step >= self.silence_start_step:  # after joining: ends only
-            signal, signal_len = pad_silence(
-                signal, signal_len, self.silence_prob, *self.silence_samples, noise=self.silence_noise
-            )
+        signal, signal_len, transcript, transcript_len = self.augmentation(
+            signal, signal_len, transcript, transcript_len, self.global_step
+        )
         encoded, encoded_len = self.forward(input_signal=signal, input_signal_length=signal_len)
         pred = self.prediction_states(transcript, transcript_len)  # once, also for the intermediate aligner loss
         aligner_loss = self.compute_loss(encoded, encoded_len, transcript, transcript_len, pred=pred)
+        self.skipped_train.note(self.loss.num_skipped_last, transcript.size(0))
         loss_value = aligner_loss
         logs = {}
         if self.aux_ctc is not None:
@@ -352,7 +301,7 @@ class AlignerEncoderModel(ASRModel, ExportableEncDecModel, ASRBPEMixin, ASRModul
                 "train_loss": loss_value,
                 "learning_rate": self._optimizer.param_groups[0]["lr"],
                 "global_step": torch.tensor(self.trainer.global_step, dtype=torch.float32),
-                "train_skipped_utts": float(self.loss.num_skipped_last),
+                "train_skipped_utts": float(self.skipped_train.last),
             }
         )
         if (batch_nb + 1) % self.trainer.log_every_n_steps == 0:
@@ -369,6 +318,8 @@ class AlignerEncoderModel(ASRModel, ExportableEncDecModel, ASRBPEMixin, ASRModul
         logs = {}
         if self.compute_eval_loss:
             logs["val_loss"] = self.compute_loss(encoded, encoded_len, transcript, transcript_len)
+            self.skipped_val.note(self.loss.num_skipped_last, transcript.size(0))
+            logs["val_skipped_utts"] = float(self.skipped_val.last)
         self.wer.update(encoded, encoded_len, transcript, transcript_len)
         wer, wer_num, wer_denom = self.wer.compute()
         self.wer.reset()
@@ -399,6 +350,14 @@ class AlignerEncoderModel(ASRModel, ExportableEncDecModel, ASRBPEMixin, ASRModul
         self.nonfinite_guard.skip_if_nonfinite(self.parameters(), optimizer, step=self.trainer.global_step)
         self.log("train_nonfinite_steps", float(self.nonfinite_guard.num_skipped))
 
+    def on_train_end(self) -> None:
+        """Record the training utterances' lengths in ``model.train_durations``: long-form ``auto`` reads them."""
+        super().on_train_end()
+        durations = train_durations(self.cfg.get("train_ds"))
+        if durations is not None:
+            with open_dict(self.cfg):
+                self.cfg.train_durations = OmegaConf.structured(durations)
+
     def save_to(self, save_path: str) -> None:
         """ModelPT.save_to, atomic: a kill or a full disk never leaves a half-written .nemo."""
         with checks.atomic_output(save_path) as partial_path:
@@ -409,111 +368,6 @@ class AlignerEncoderModel(ASRModel, ExportableEncDecModel, ASRBPEMixin, ASRModul
         checks.check_nemo_archive(restore_path)
         return super().restore_from(restore_path, *args, **kwargs)
 
-    # ------------------------------------------------------------------ transcription
-    def transcribe(
-        self,
-        audio: Union[str, list[str], Any],
-        batch_size: int = 4,
-        return_hypotheses: bool = False,
-        num_workers: int = 0,
-        channel_selector: Optional[Any] = None,
-        augmentor: Optional[DictConfig] = None,
-        verbose: bool = True,
-        timestamps: Optional[bool] = None,
-        use_lhotse: bool = True,
-        override_config: Optional[TranscribeConfig] = None,
-    ):
-        """Transcribe audio files, a manifest, arrays or a DataLoader; returns NeMo Hypothesis objects."""
-        if timestamps is not None and bool(timestamps) != bool(self.cfg.decoding.compute_timestamps):
-            self.change_decoding_strategy(
-                {**OmegaConf.to_container(self.cfg.decoding), "compute_timestamps": timestamps}, verbose=False
-            )
-        if timestamps:
-            return_hypotheses = True  # as NeMo's RNN-T models: timestamps live on Hypothesis objects
-        plain = partial(
-            super().transcribe,
-            batch_size=batch_size,
-            return_hypotheses=return_hypotheses,
-            num_workers=num_workers,
-            channel_selector=channel_selector,
-            augmentor=augmentor,
-            verbose=verbose,
-            timestamps=timestamps,
-            use_lhotse=use_lhotse,
-            override_config=override_config,
-        )
-        # Long-form (docs/longform.md): with model.longform.enabled, audio longer than one chunk is chunked.
-        # Manifests, DataLoaders, channel selection, augmentation, override configs and attention timestamps
-        # stay on the plain path.
-        longform = longform_config(self.cfg.get("longform"))
-        plain_only = override_config is not None or channel_selector is not None or augmentor is not None
-        plain_only = plain_only or bool(timestamps or self.cfg.decoding.get("compute_timestamps"))
-        items = None if longform is None or plain_only else routable_audio(audio)
-        checks.check_transcribe_inputs(self, audio, check_duration=items is None)
-        if items is None:
-            return plain(audio)
-        return transcribe_routed(self, items, longform, plain, batch_size=batch_size)
-
-    def _transcribe_on_begin(self, audio, trcfg: TranscribeConfig):
-        # NeMo's version freezes encoder/decoder/joint; a non-AR model has no decoder or joint.
-        TranscriptionMixin._transcribe_on_begin(self, audio, trcfg)
-        for module in (self.encoder, self.decoder, self.joint):
-            if module is not None:
-                module.freeze()
-
-    def _transcribe_on_end(self, trcfg: TranscribeConfig):
-        TranscriptionMixin._transcribe_on_end(self, trcfg)
-        for module in (self.encoder, self.decoder, self.joint):
-            if module is not None:
-                module.unfreeze(partial=True)
-
-    def _transcribe_forward(self, batch: Any, trcfg: TranscribeConfig) -> dict[str, Any]:
-        if not (trcfg.timestamps or self.cfg.decoding.get("compute_timestamps")):
-            encoded, encoded_len = self.forward(input_signal=batch[0], input_signal_length=batch[1])
-            return {"encoded": encoded, "encoded_len": encoded_len}
-        # Timestamps come from the aligning layer's attention, recorded during this same forward pass.
-        layer = self.cfg.decoding.get("timestamps_layer")
-        with recording_attention(self.encoder, None if layer is None else [layer], head_average=True) as records:
-            encoded, encoded_len = self.forward(input_signal=batch[0], input_signal_length=batch[1])
-        layers = sorted(records)
-        maps = AttentionMaps([records[i] for i in layers], encoded_len.cpu(), layers)
-        return {"encoded": encoded, "encoded_len": encoded_len, "attention": maps}
-
-    def _transcribe_output_processing(self, outputs: dict, trcfg: TranscribeConfig):
-        maps = outputs.pop("attention", None)
-        hyps = self.decoding.rnnt_decoder_predictions_tensor(
-            outputs.pop("encoded"),
-            outputs.pop("encoded_len"),
-            return_hypotheses=trcfg.return_hypotheses or maps is not None,
-        )
-        if maps is not None:
-            best = [h[0] if isinstance(h, list) else h for h in hyps]  # N-best beam: times for the best one
-            stamps = timestamps_from_maps(self, maps, best, layer=self.cfg.decoding.get("timestamps_layer"))
-            for hyp, stamp in zip(best, stamps, strict=True):
-                hyp.timestamp = stamp
-        return hyps
-
-    def _setup_transcribe_dataloader(self, config: dict):
-        if "manifest_filepath" in config:
-            manifest_filepath, batch_size = config["manifest_filepath"], config["batch_size"]
-        else:
-            manifest_filepath = os.path.join(config["temp_dir"], "manifest.json")
-            batch_size = min(config["batch_size"], len(config["paths2audio_files"]))
-        dl_config = {
-            "use_lhotse": config.get("use_lhotse", True),
-            "manifest_filepath": manifest_filepath,
-            "sample_rate": self.preprocessor._sample_rate,
-            "batch_size": batch_size,
-            "shuffle": False,
-            "num_workers": config.get("num_workers", 0),
-            "pin_memory": True,
-            "channel_selector": config.get("channel_selector", None),
-            "do_transcribe": True,
-        }
-        if config.get("augmentor"):
-            dl_config["augmentor"] = config.get("augmentor")
-        return self._setup_dataloader_from_config(DictConfig(dl_config))
-
     # ------------------------------------------------------------------ fine-tuning
     @classmethod
     def from_asr_model(cls, source, tokenizer: str = "keep", cfg_overrides=None, map_location: str = "cpu", **kwargs):
@@ -521,17 +375,11 @@ class AlignerEncoderModel(ASRModel, ExportableEncDecModel, ASRBPEMixin, ASRModul
 
         See ``nemo_aligner_plugin.integration.finetune.from_asr_model``; the prediction network and joint start fresh.
         """
-        from nemo_aligner_plugin.integration.finetune import from_asr_model  # finetune.py imports this module
-
-        return from_asr_model(
-            source, tokenizer=tokenizer, cfg_overrides=cfg_overrides, map_location=map_location, **kwargs
-        )
+        return finetune.from_asr_model(source, tokenizer, cfg_overrides, map_location, model_class=cls, **kwargs)
 
     def load_part_of_state_dict(self, state_dict, include, exclude, load_from_string=None) -> None:
         """NeMo's partial init (``init_from_*`` with include/exclude), but any mismatch is one ValueError."""
-        from nemo_aligner_plugin.integration.finetune import check_partial_state_dict
-
-        check_partial_state_dict(self, state_dict, include, exclude, source=load_from_string or "a checkpoint")
+        finetune.check_partial_state_dict(self, state_dict, include, exclude, source=load_from_string or "a checkpoint")
         super().load_part_of_state_dict(state_dict, include, exclude, load_from_string)
 
     # ------------------------------------------------------------------ catalog and hub

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from nemo.core.config import hydra_runner
 
+from nemo_aligner_plugin import AlignerEncoderModel
 from nemo_aligner_plugin.integration.finetune import EncoderFreezer, build_finetune_model
 from nemo_aligner_plugin.integration.training import run_training
 
@@ -27,7 +28,9 @@ def main(cfg):
     source = cfg.get("source_model") or str(cfg.get("init_from_nemo_model") or cfg.get("init_from_pretrained_model"))
     run_training(
         cfg,
-        lambda trainer, log_dir: build_finetune_model(cfg, trainer, work_dir=str(log_dir or Path.cwd())),
+        lambda trainer, log_dir: build_finetune_model(
+            cfg, AlignerEncoderModel, trainer, work_dir=str(log_dir or Path.cwd())
+        ),
         callbacks=[freezer] if freezer else None,
         summary_extra={"source": source},
     )

@@ -5,7 +5,7 @@ import torch
 
 from conftest import tiny_cfg
 from nemo_aligner_plugin import AlignerEncoderModel
-from nemo_aligner_plugin.augment import concatenate_utterances, pad_silence
+from nemo_aligner_plugin.augment import concatenate_utterances, pad_silence, reverse_within_length
 
 
 @pytest.mark.unit
@@ -320,3 +320,32 @@ def test_reverse_audio_model_learns_reversed_tone_utterances(tokenizer_dir, tone
     model = AlignerEncoderModel(tiny_cfg(tokenizer_dir, model={"reverse_audio": True}).model)
     batch, texts = manifest_batch(model, tone_manifest)
     overfit(model, batch, texts, max_steps=400)  # text stays left-to-right; audio arrives reversed
+    # The encoder really saw reversed audio: the same weights without the flag, fed the audio reversed by hand,
+    # give the same frames (a no-op reverse_audio passed the overfit above too).
+    plain = AlignerEncoderModel(tiny_cfg(tokenizer_dir).model).eval()
+    plain.load_state_dict(model.state_dict())
+    model.eval()
+    audio, audio_lens = batch[0], batch[1]
+    with torch.no_grad():
+        flagged, _ = model(input_signal=audio, input_signal_length=audio_lens)
+        by_hand, _ = plain(input_signal=reverse_within_length(audio, audio_lens), input_signal_length=audio_lens)
+        unreversed, _ = plain(input_signal=audio, input_signal_length=audio_lens)
+    torch.testing.assert_close(flagged, by_hand)
+    assert not torch.allclose(flagged, unreversed, atol=1e-3)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("batch_size", [4, 6, 8, 13, 16])
+@pytest.mark.parametrize("max_joined", [2, 3])
+def test_concat_expected_share_holds_for_any_batch_size(batch_size, max_joined):
+    """Plain rounding never joined a batch of <= 6 at 15% and always joined one pair in batches of 7-16."""
+    gen = torch.Generator().manual_seed(0)
+    audio, lens = torch.ones(batch_size, 10), torch.full((batch_size,), 10)
+    tokens, token_lens = torch.ones(batch_size, 2, dtype=torch.long), torch.full((batch_size,), 2)
+    draws = 3000
+    joined = 0
+    for _ in range(draws):
+        out = concatenate_utterances(audio, lens, tokens, token_lens, 0.15, max_joined=max_joined, generator=gen)
+        joined += sum(length // 10 for length in out[1].tolist() if length > 10)  # utterances in joined rows
+    share = joined / (draws * batch_size)  # utterances in joined rows per utterance
+    assert share == pytest.approx(0.15, abs=0.02)

@@ -19,14 +19,14 @@ from nemo.collections.asr.models import (
 from omegaconf import OmegaConf
 
 from conftest import CONFIGS, REPO, SAMPLE_RATE, manifest_batch, overfit, tiny_cfg
-from nemo_aligner_plugin import AlignerEncoderModel, pretrained
+from nemo_aligner_plugin import AlignerEncoderModel, from_asr_model
+from nemo_aligner_plugin.integration import catalog
 from nemo_aligner_plugin.integration.finetune import (
     ENCODER_PREFIXES,
     HEAD_DEFAULTS,
     EncoderFreezer,
     build_finetune_model,
     check_partial_state_dict,
-    from_asr_model,
 )
 from nemo_aligner_plugin.tokenizer import train_bpe_tokenizer
 
@@ -238,8 +238,8 @@ def test_init_from_nemo_model_mismatch_is_one_clear_error(sources, tokenizer_dir
 @pytest.mark.unit
 def test_registered_catalog_name_resolves_offline(sources, tmp_path, monkeypatch):
     monkeypatch.setenv("NEMO_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(pretrained, "_RUNTIME_ENTRIES", {})
-    pretrained.register_pretrained_model("team_conformer_ctc", sources["ctc"].resolve().as_uri(), "tiny CTC")
+    monkeypatch.setattr(catalog, "_RUNTIME_ENTRIES", {})
+    catalog.register_pretrained_model("team_conformer_ctc", sources["ctc"].resolve().as_uri(), "tiny CTC")
     model = from_asr_model("team_conformer_ctc", cfg_overrides=TINY_HEAD)
     assert_same_tensors(encoder_side(model), encoder_side(ASRModel.restore_from(str(sources["ctc"]))))
 
@@ -267,15 +267,48 @@ def tiny_finetune_cfg(tokenizer_dir: Path, **top):
 def test_recipe_glue_routes(sources, tokenizer_dir, tmp_path):
     nemo_route = tiny_finetune_cfg(tokenizer_dir, init_from_nemo_model={"encoder": {"path": str(sources["rnnt"])}})
     source = ASRModel.restore_from(str(sources["rnnt"]))
-    assert_same_tensors(encoder_side(build_finetune_model(nemo_route)), encoder_side(source))
+    assert_same_tensors(encoder_side(build_finetune_model(nemo_route, AlignerEncoderModel)), encoder_side(source))
     source_route = tiny_finetune_cfg(tokenizer_dir, source_model=str(sources["rnnt"]))
-    model = build_finetune_model(source_route, work_dir=str(tmp_path))
+    model = build_finetune_model(source_route, AlignerEncoderModel, work_dir=str(tmp_path))
     assert_same_tensors(encoder_side(model), encoder_side(source))
     assert (tmp_path / "tokenizer" / "tokenizer.model").exists()
     with pytest.raises(ValueError, match="not both"):
-        build_finetune_model(OmegaConf.merge(nemo_route, {"source_model": str(sources["rnnt"])}))
+        build_finetune_model(OmegaConf.merge(nemo_route, {"source_model": str(sources["rnnt"])}), AlignerEncoderModel)
     with pytest.raises(ValueError, match="needs a source"):
-        build_finetune_model(tiny_finetune_cfg(tokenizer_dir))
+        build_finetune_model(tiny_finetune_cfg(tokenizer_dir), AlignerEncoderModel)
+
+
+@pytest.mark.unit
+def test_source_overrides_of_model_defaults_size_the_prediction_network_and_joint_alike(
+    sources, tokenizer_dir, tmp_path
+):
+    """Issue 25 item 2: +source_overrides.model_defaults.pred_hidden=64 built the decoder at 640 and the joint at 64."""
+    overrides = {"model_defaults": {"pred_hidden": 24, "joint_hidden": 24}}
+    cfg = tiny_finetune_cfg(tokenizer_dir, source_model=str(sources["ctc"]), source_overrides=overrides)
+    # as the shipped YAML: sizes interpolated from model_defaults
+    cfg.model.model_defaults = {"enc_hidden": 64, "pred_hidden": 640, "joint_hidden": 640}
+    cfg.model.decoder.prednet.pred_hidden = "${model.model_defaults.pred_hidden}"
+    cfg.model.joint.jointnet.joint_hidden = "${model.model_defaults.joint_hidden}"
+    model = build_finetune_model(cfg, AlignerEncoderModel, work_dir=str(tmp_path))
+    assert model.cfg.decoder.prednet.pred_hidden == 24 == model.cfg.joint.jointnet.pred_hidden
+    audio = torch.randn(2, SAMPLE_RATE) * 0.1
+    encoded, encoded_len = model(input_signal=audio, input_signal_length=torch.full((2,), SAMPLE_RATE))
+    tokens = torch.ones(2, 3, dtype=torch.long)
+    loss = model.compute_loss(encoded, encoded_len, tokens, torch.full((2,), 3))  # crashed: mat1 and mat2 shapes
+    assert torch.isfinite(loss)
+
+
+@pytest.mark.unit
+def test_kept_tokenizer_leaves_no_folder_in_the_temp_directory(sources, tmp_path, monkeypatch):
+    import gc
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    model = from_asr_model(sources["ctc"], cfg_overrides=TINY_HEAD)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith("aligner_tokenizer_")]  # lives with the model
+    del model
+    gc.collect()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith("aligner_tokenizer_")]
 
 
 def tiny_encoder(tokenizer_dir: Path) -> torch.nn.Module:

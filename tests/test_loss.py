@@ -5,8 +5,9 @@ from unittest import mock
 
 import pytest
 import torch
+from nemo.utils import logging
 
-from nemo_aligner_plugin.loss import AlignerLoss, append_eos
+from nemo_aligner_plugin.loss import AlignerLoss, SkippedUtterances, append_eos
 
 EOS = 3  # vocabulary {0, 1, 2} + EOS
 
@@ -106,18 +107,28 @@ def test_reductions(batch):
 
 
 @pytest.mark.unit
-def test_unalignable_utterances_are_skipped_counted_and_warned(batch):
+def test_unalignable_utterances_are_skipped_and_reported(batch):
     logits, targets, target_lengths, _ = batch
     loss = AlignerLoss(eos_id=EOS, label_smoothing=0.0)
     encoder_lengths = torch.tensor([2, 5])  # row 0 needs 2 tokens + EOS = 3 frames, has 2
-    with mock.patch("nemo_aligner_plugin.ratelimit.logging.warning") as warn:
-        value = loss(logits=logits, targets=targets, target_lengths=target_lengths, encoder_lengths=encoder_lengths)
-        loss(logits=logits, targets=targets, target_lengths=target_lengths, encoder_lengths=encoder_lengths)
+    value = loss(logits=logits, targets=targets, target_lengths=target_lengths, encoder_lengths=encoder_lengths)
     only_row1 = torch.nn.functional.cross_entropy(logits[1, :2], torch.tensor([1, EOS]))
     assert value.item() == pytest.approx(only_row1.item(), rel=1e-6)
-    assert loss.num_skipped_total == 2 and loss.num_skipped_last == 1
-    assert warn.call_count == 1  # rate-limited: the second batch falls inside the interval
-    assert "skipped 1 utterance(s)" in warn.call_args[0][0]
+    assert loss.num_skipped_last == 1
+    loss(logits=logits, targets=targets, target_lengths=target_lengths, encoder_lengths=torch.tensor([5, 5]))
+    assert loss.num_skipped_last == 0
+
+
+@pytest.mark.unit
+def test_skip_counters_count_apart_and_only_training_warns():
+    train, val = SkippedUtterances("training"), SkippedUtterances("validation", warn=False)
+    with mock.patch.object(logging, "warning") as warn:
+        train.note(1, 2)
+        train.note(1, 2)
+        val.note(3, 4)
+    assert (train.total, train.last, val.total, val.last) == (2, 1, 3, 3)
+    assert warn.call_count == 1  # rate-limited: the second batch falls inside the interval; validation never warns
+    assert "skipped 1 training utterance(s)" in warn.call_args[0][0]
 
 
 @pytest.mark.unit

@@ -130,6 +130,10 @@ def test_transcribe_with_timestamps_gives_nemo_style_word_times(trained_nemo, to
         assert " ".join(w["word"] for w in hyp.timestamp["word"]) == text
         starts = [w["start"] for w in hyp.timestamp["word"]]
         assert all(0.0 <= s for s in starts)
-    assert model.cfg.decoding.compute_timestamps
-    model.transcribe(files, batch_size=3, verbose=False, timestamps=False)
+    # Issue 25 item 3: timestamps=True is for that call only (it left compute_timestamps on, and long audio was
+    # then refused even with long-form enabled).
     assert not model.cfg.decoding.compute_timestamps
+    assert [h.timestamp for h in model.transcribe(files, batch_size=3, verbose=False, return_hypotheses=True)][0].ndim
+    model.change_decoding_strategy({"strategy": "greedy_batch", "compute_timestamps": True}, verbose=False)
+    model.transcribe(files[:1], batch_size=1, verbose=False, timestamps=False)
+    assert model.cfg.decoding.compute_timestamps  # a setting of the model's own survives a per-call override

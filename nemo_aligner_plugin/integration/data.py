@@ -10,8 +10,11 @@ frames (25 frames/s) ``max_tps: 20`` leaves a safety margin for EOS and subsampl
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any, Optional
 
+import numpy as np
 import torch
 from nemo.collections.asr.data import audio_to_text_dataset
 from nemo.collections.asr.data.audio_to_text_dali import AudioToBPEDALIDataset
@@ -20,8 +23,9 @@ from nemo.collections.common.data.lhotse.dataloader import get_lhotse_dataloader
 from omegaconf import DictConfig
 
 from nemo_aligner_plugin import checks
+from nemo_aligner_plugin.config import TrainDurations
 
-__all__ = ["build_dataloader"]
+__all__ = ["build_dataloader", "train_durations"]
 
 
 def build_dataloader(
@@ -67,3 +71,30 @@ def build_dataloader(
         num_workers=config.get("num_workers", 0),
         pin_memory=config.get("pin_memory", False),
     )
+
+
+def train_durations(train_ds: Optional[DictConfig]) -> Optional[TrainDurations]:
+    """Length statistics of the training utterances a ``train_ds`` config admits (its min/max_duration filter).
+
+    Read from the plain manifests (tarred and sharded inputs list the same manifests); None when none can be read.
+    """
+    if not train_ds:
+        return None
+    low, high = train_ds.get("min_duration") or 0.0, train_ds.get("max_duration") or float("inf")
+    seconds = []
+    for path in checks.manifest_paths(train_ds.get("manifest_filepath")):
+        try:
+            lines = Path(path).read_text(encoding="utf-8").splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            try:
+                duration = float(json.loads(line)["duration"])
+            except (ValueError, KeyError, TypeError):
+                continue
+            if low <= duration <= high:
+                seconds.append(duration)
+    if not seconds:
+        return None
+    p50, p95, p99 = np.percentile(seconds, [50, 95, 99]).tolist()
+    return TrainDurations(p50, p95, p99, max(seconds), len(seconds))

@@ -16,7 +16,9 @@ Either way a mismatch is one ``ValueError`` naming every key, never a partly-ini
 from __future__ import annotations
 
 import copy
+import shutil
 import tempfile
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -29,7 +31,7 @@ from nemo.collections.common.tokenizers import SentencePieceTokenizer
 from nemo.utils import logging
 from omegaconf import DictConfig, OmegaConf
 
-from nemo_aligner_plugin.model import AlignerEncoderModel
+from nemo_aligner_plugin.config import head_defaults
 from nemo_aligner_plugin.tokenizer import write_tokenizer_dir
 
 __all__ = [
@@ -47,85 +49,9 @@ __all__ = [
 # What an aligner takes from its source: features and encoder. Prediction network and joint stay fresh.
 ENCODER_PREFIXES = ("preprocessor.", "encoder.")
 
-# The aligner-specific sections, as in configs/aligner_conformer_bpe.yaml (a test keeps them equal). Kept in
-# code so the package does not read the repository's configs/ at run time. Fine-tuning optimizer: AdamW with a
-# short warmup to a peak of 5e-4 (a quarter of the from-scratch peak), cosine decay.
-HEAD_DEFAULTS: dict[str, Any] = {
-    "aligner_type": "ar",
-    "reverse_audio": False,
-    "log_prediction": True,
-    "compute_eval_loss": True,
-    "skip_nan_grad": False,
-    "use_cer": False,
-    "model_defaults": {"pred_hidden": 640, "joint_hidden": 640},
-    "decoder": {
-        "_target_": "nemo.collections.asr.modules.RNNTDecoder",
-        "normalization_mode": None,
-        "random_state_sampling": False,
-        "blank_as_pad": True,
-        "prednet": {
-            "pred_hidden": "${model_defaults.pred_hidden}",
-            "pred_rnn_layers": 1,
-            "t_max": None,
-            "dropout": 0.1,
-        },
-    },
-    "joint": {
-        "_target_": "nemo.collections.asr.modules.RNNTJoint",
-        "log_softmax": None,
-        "preserve_memory": False,
-        "fuse_loss_wer": False,
-        "jointnet": {"joint_hidden": "${model_defaults.joint_hidden}", "activation": "relu", "dropout": 0.1},
-    },
-    "loss": {
-        "label_smoothing": 0.1,
-        "smoothing_mode": "batch_prior",
-        "prior_include_eos": False,
-        "reduction": "mean_token",
-    },
-    "aux_ctc": {"weight": 0.0, "layer": -1},
-    "aux_aligner": {"weight": 0.0, "layer": None},
-    "nonar_aux": {"weight": 0.0},
-    "concat_utterances": {"fraction": 0.15, "gap_seconds": 0.1, "mode": "in_batch", "max_joined": 2, "start_step": 0},
-    "silence_padding": {"prob": 0.0, "min_seconds": 0.0, "max_seconds": 0.5, "start_step": 0, "noise": 0.0},
-    "decoding": {
-        "strategy": "greedy_batch",
-        "compute_timestamps": False,
-        "timestamps_layer": None,
-        "greedy": {"max_tokens": None},
-        "beam": {
-            "beam_size": 6,
-            "debias": 2.0,
-            "length_norm": False,
-            "return_best_hypothesis": True,
-            "max_tokens": None,
-        },
-        "nonar": {"max_tokens": None},
-    },
-    "longform": {
-        "enabled": False,
-        "chunk_seconds": 15.0,
-        "mode": "prime",
-        "prime_tokens": 10,
-        "chunk_batch_size": 8,
-        "pre_encode_seconds": 30.0,
-        "boundary": "fixed",
-        "pause_search_seconds": 2.0,
-        "chunk_features": False,
-        "trim_pauses": False,
-        "onset_lead_seconds": 0.0,
-        "split_margin": None,
-        "split_min_seconds": 2.0,
-        "split_candidates": 6,
-    },
-    "optim": {
-        "name": "adamw",
-        "lr": 5e-4,
-        "betas": [0.9, 0.98],
-        "weight_decay": 1e-3,
-        "sched": {"name": "CosineAnnealing", "warmup_steps": 500, "warmup_ratio": None, "min_lr": 1e-6},
-    },
-}
+# The aligner-specific sections (configs/aligner_conformer_bpe.yaml lists the same; a test keeps them equal),
+# from the option dataclasses, so the package does not read the repository's configs/ at run time.
+HEAD_DEFAULTS: dict[str, Any] = head_defaults()
 _DATASET = {"manifest_filepath": None, "batch_size": 16, "num_workers": 4, "pin_memory": True}
 _DATASET.update(use_start_end_token=False, use_lhotse=False)
 
@@ -271,14 +197,16 @@ def from_asr_model(
     cfg_overrides: Optional[Union[Mapping, DictConfig]] = None,
     map_location: str = "cpu",
     *,
+    model_class: type,
     trainer: Optional[Trainer] = None,
     tokenizer_out_dir: Optional[Union[str, Path]] = None,
-) -> AlignerEncoderModel:
-    """An aligner with the source's preprocessor + encoder (config and weights) and a fresh head.
+) -> Any:
+    """A ``model_class`` aligner with the source's preprocessor + encoder (config and weights) and a fresh head.
 
     source: ASRModel, ``.nemo`` path, NeMo/HF/plugin-catalog name. tokenizer: ``"keep"`` (the source's
-    SentencePiece model, written to ``tokenizer_out_dir``, default a new temporary dir that is kept because
-    ``save_to`` packs the file from there) or a tokenizer dir (new vocabulary, as ``change_vocabulary``).
+    SentencePiece model, written to ``tokenizer_out_dir``; by default a temporary dir that lives as long as the
+    model, because ``save_to`` packs the file from there) or a tokenizer dir (new vocabulary, as
+    ``change_vocabulary``). ``AlignerEncoderModel.from_asr_model`` passes itself as ``model_class``.
     """
     model_in = load_source_model(source, map_location)
     if not isinstance(getattr(model_in, "encoder", None), ConformerEncoder):
@@ -286,11 +214,14 @@ def from_asr_model(
             f"An aligner needs a full-context self-attention encoder (NeMo ConformerEncoder: Conformer or "
             f"FastConformer); {type(model_in).__name__} has {type(getattr(model_in, 'encoder', None)).__name__}"
         )
+    temporary = None
     if tokenizer == "keep":
-        out_dir = tokenizer_out_dir or tempfile.mkdtemp(prefix="aligner_tokenizer_")
+        out_dir = tokenizer_out_dir or (temporary := tempfile.mkdtemp(prefix="aligner_tokenizer_"))
         tokenizer = str(export_sentencepiece_tokenizer(model_in, out_dir))
     cfg = aligner_config_from_source(model_in.cfg, tokenizer, cfg_overrides)
-    model = AlignerEncoderModel(cfg=cfg, trainer=trainer)
+    model = model_class(cfg=cfg, trainer=trainer)
+    if temporary is not None:  # removed with the model (or at exit), never left behind in the temp directory
+        weakref.finalize(model, shutil.rmtree, temporary, ignore_errors=True)
     name = source if isinstance(source, (str, Path)) else type(source).__name__
     weights = check_partial_state_dict(model, model_in.state_dict(), include=ENCODER_PREFIXES, source=str(name))
     model.load_state_dict(weights, strict=False)
@@ -300,9 +231,7 @@ def from_asr_model(
 
 
 # ---------------------------------------------------------------------------------------------- recipe glue
-def build_finetune_model(
-    cfg: DictConfig, trainer: Optional[Trainer] = None, work_dir: str = "."
-) -> AlignerEncoderModel:
+def build_finetune_model(cfg: DictConfig, model_class: type, trainer: Optional[Trainer] = None, work_dir: str = "."):
     """The fine-tuning recipe's model: ``source_model`` -> ``from_asr_model``; else YAML + ``init_from_*``.
 
     With ``source_model`` the source owns sample_rate, preprocessor, spec_augment, encoder, tokenizer (unless
@@ -317,17 +246,23 @@ def build_finetune_model(
     if not cfg.get("source_model"):
         if not init:
             raise ValueError(f"Fine-tuning needs a source: set source_model or one of {list(init_keys)}")
-        model = AlignerEncoderModel(cfg=cfg.model, trainer=trainer)
+        model = model_class(cfg=cfg.model, trainer=trainer)
         model.maybe_init_from_pretrained_checkpoint(OmegaConf.create(init))
         return model
     owned = ("sample_rate", "preprocessor", "spec_augment", "encoder", "tokenizer")
-    overrides = {k: v for k, v in _plain(cfg.model).items() if k not in owned}
+    # source_overrides go into the model section before its interpolations resolve, so that an override of
+    # model_defaults.pred_hidden reaches the prediction network and the joint alike; again on top for the keys
+    # the source owns (e.g. encoder.att_context_size).
+    source_overrides = cfg.get("source_overrides") or {}
+    model_cfg = OmegaConf.merge(cfg, {"model": source_overrides}).model
+    overrides = {k: v for k, v in _plain(model_cfg).items() if k not in owned}
     overrides.get("model_defaults", {}).pop("enc_hidden", None)
-    overrides = OmegaConf.merge(overrides, cfg.get("source_overrides") or {})
+    overrides = OmegaConf.merge(overrides, source_overrides)
     return from_asr_model(
         cfg.source_model,
         tokenizer=cfg.get("source_tokenizer", "keep"),
         cfg_overrides=overrides,
+        model_class=model_class,
         trainer=trainer,
         tokenizer_out_dir=Path(work_dir) / "tokenizer",
     )

@@ -58,7 +58,7 @@ def run_training(
         "minutes": train_seconds / 60,
         "stop_reason": "max_steps" if max_steps > 0 and trainer.global_step >= max_steps else "max_time/max_epochs",
         # aligner models count these; NeMo baselines (recipes/train_baseline.py) do not
-        "skipped_unalignable_utterances": getattr(model.loss, "num_skipped_total", None),
+        "skipped_unalignable_utterances": getattr(getattr(model, "skipped_train", None), "total", None),
         "nonfinite_steps_skipped": getattr(getattr(model, "nonfinite_guard", None), "num_skipped", None),
         **(summary_extra or {}),
     }
