@@ -232,7 +232,6 @@ def head_defaults() -> dict[str, Any]:
         flags.pop(name)
     return {
         **flags,
-        "skip_nan_grad": False,
         "model_defaults": {"pred_hidden": head.pred_hidden, "joint_hidden": head.joint_hidden},
         "decoder": {
             "_target_": "nemo.collections.asr.modules.RNNTDecoder",

@@ -120,7 +120,7 @@ class AlignerEncoderModel(
         with open_dict(self.cfg):
             self.cfg.decoding = self._resolve_decoding_cfg(self.cfg.get("decoding"))
         self._build_decoding(self.cfg.decoding)
-        self.setup_optimization_flags()  # skip_nan_grad etc., read from cfg by ASRModel
+        # not setup_optimization_flags(): checks.NonFiniteGuard is the one NaN-step mechanism (checks/nonfinite.py)
         self.setup_adapters()
         self.nonfinite_guard = checks.NonFiniteGuard()
 
@@ -350,9 +350,10 @@ class AlignerEncoderModel(
         self.nonfinite_guard.skip_if_nonfinite(self.parameters(), optimizer, step=self.trainer.global_step)
         self.log("train_nonfinite_steps", float(self.nonfinite_guard.num_skipped))
 
-    def on_train_end(self) -> None:
-        """Record the training utterances' lengths in ``model.train_durations``: long-form ``auto`` reads them."""
-        super().on_train_end()
+    def on_train_start(self) -> None:
+        """Record the training utterances' lengths in ``model.train_durations`` (long-form ``auto`` reads them);
+        at the start, so that every checkpoint of the run carries them."""
+        super().on_train_start()
         durations = train_durations(self.cfg.get("train_ds"))
         if durations is not None:
             with open_dict(self.cfg):

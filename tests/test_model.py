@@ -137,3 +137,20 @@ def test_transcribe_with_timestamps_gives_nemo_style_word_times(trained_nemo, to
     model.change_decoding_strategy({"strategy": "greedy_batch", "compute_timestamps": True}, verbose=False)
     model.transcribe(files[:1], batch_size=1, verbose=False, timestamps=False)
     assert model.cfg.decoding.compute_timestamps  # a setting of the model's own survives a per-call override
+
+
+@pytest.mark.unit
+def test_train_durations_are_recorded_from_the_admitted_training_utterances(tokenizer_dir, tmp_path):
+    from nemo_aligner_plugin.integration.data import train_durations
+
+    manifest = tmp_path / "train_manifest.json"
+    seconds = [0.5, 1.0, 2.0, 3.0, 40.0]  # 40 s is above max_duration: not admitted, not counted
+    lines = [json.dumps({"audio_filepath": "x.wav", "duration": d, "text": "a"}) for d in seconds]
+    manifest.write_text("\n".join(lines) + "\n")
+    stats = train_durations(OmegaConf.create({"manifest_filepath": str(manifest), "max_duration": 20.0}))
+    assert (stats.p50_seconds, stats.max_seconds, stats.num_utterances) == (1.5, 3.0, 4)
+    assert stats.p99_seconds == pytest.approx(2.97)
+    cfg = tiny_cfg(tokenizer_dir, model={"train_ds": {"manifest_filepath": str(manifest), "max_duration": 20.0}})
+    model = AlignerEncoderModel(cfg.model)
+    model.on_train_start()
+    assert model.cfg.train_durations.num_utterances == 4 and model.cfg.train_durations.max_seconds == 3.0
