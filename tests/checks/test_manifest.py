@@ -1,19 +1,16 @@
-"""Manifest validation: every problem of a messy manifest, as file:line messages; the CLI's output and exit code."""
+"""checks/manifest.py: every problem of a messy manifest as a file:line message, the dataset manifests of a config."""
 
 import json
-import subprocess
-import sys
 
+import fault_helpers
 import pytest
-import reliability_helpers
 import soundfile as sf
+from fault_helpers import write_manifest
 from omegaconf import OmegaConf
-from reliability_helpers import subprocess_env, write_manifest
 
-from conftest import REPO
 from nemo_aligner_plugin import checks
 
-messy_audio = reliability_helpers.messy_audio  # the fixture
+messy_audio = fault_helpers.messy_audio  # the fixture
 
 
 def entry(path, text="ab", duration=None):
@@ -134,49 +131,3 @@ def test_dataset_manifests_checked_before_training(tmp_path, messy_audio):
     assert checks.check_dataset_manifests(model_cfg) == []
     model_cfg.train_ds = {"manifest_filepath": "audio_OP_0..7_CL_.json", "is_tarred": True}  # not read
     assert checks.check_dataset_manifests(model_cfg) == []
-
-
-@pytest.mark.unit
-def test_cli_reports_and_exits_nonzero(tmp_path, messy_audio, capsys):
-    good = write_manifest(tmp_path / "good.json", [entry(messy_audio["ref"]), entry(messy_audio["rate48k"])])
-    bad = write_manifest(tmp_path / "bad.json", [entry(messy_audio["ref"]), entry(messy_audio["empty"], "x", 1.0)])
-    assert checks.main([str(good), "--audio"]) == 0
-    assert checks.main([str(good), "--audio", "--strict"]) == 1  # the 48 kHz warning
-    assert checks.main([str(good)]) == 0
-    capsys.readouterr()
-    assert checks.main([str(good), str(bad), "--audio"]) == 1
-    printed = capsys.readouterr().out.splitlines()
-    assert printed == [
-        f"{good}:2: warning: 48000 Hz audio, resampled to 16000 Hz when loaded",
-        f"{good}: 2 lines, 0.00 h, 0 errors, 1 warnings, 0 empty transcripts",
-        f"{bad}:2: audio file is empty (0 bytes): {messy_audio['empty']}",
-        f"{bad}: 2 lines, 0.00 h, 1 errors, 0 warnings, 0 empty transcripts",
-    ]
-    # the real entry point, as a user runs it
-    proc = subprocess.run(
-        [sys.executable, "-m", "nemo_aligner_plugin.checks", str(bad), "--audio"],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env=subprocess_env(),
-        timeout=300,
-    )
-    assert proc.returncode == 1, proc.stderr[-2000:]
-    assert f"{bad}:2: audio file is empty (0 bytes)" in proc.stdout
-
-
-@pytest.mark.unit
-def test_training_config_fixed_or_refused():
-    cfg = OmegaConf.create(
-        {
-            "trainer": {"accelerator": "cpu", "devices": 2, "strategy": "ddp", "sync_batchnorm": True},
-            "model": {"train_ds": {"use_lhotse": True, "manifest_filepath": "t.json", "batch_duration": 60}},
-        }
-    )
-    warnings = checks.check_training_config(cfg)
-    assert cfg.trainer.sync_batchnorm is False and cfg.trainer.use_distributed_sampler is False
-    assert [w.split(" ")[0] for w in warnings] == ["trainer.sync_batchnorm=true", "model.train_ds.use_lhotse=true"]
-    assert checks.check_training_config(cfg) == []  # fixed now
-    del cfg.model.train_ds.batch_duration
-    with pytest.raises(ValueError, match=r"model.train_ds: use_lhotse=true needs a batch size: set model.train_ds"):
-        checks.check_training_config(cfg)

@@ -16,7 +16,6 @@ script with the same arguments):
 - ``FAULT_RECORD=run.json``: at the end write the trainer state (step, lr, optimizer step count, weight
   checksums, per-step loss / lr / token lengths / logged counters) and the flat weights to ``run.pt``; under
   DDP one pair per rank (``run.rank<r>.json``).
-- ``FAULT_INTEGRATION=1``: apply the proposed ``checks`` integration (tests/reliability/checks_integration.py).
 """
 
 from __future__ import annotations
@@ -100,7 +99,7 @@ class FaultInjector(pl.Callback):
             "weights_sum": float(weights.sum()),
             "weights_finite": bool(torch.isfinite(weights).all()),
             "nonfinite_steps": guard.num_skipped if guard is not None else None,
-            "skipped_utts_total": pl_module.loss.num_skipped_total,
+            "skipped_utts_total": pl_module.skipped_train.total,
             "world_size": trainer.world_size,
             "steps": self.steps,
         }
@@ -133,9 +132,6 @@ def _kill_in_nemo_save(kill_at: int) -> None:
 
 
 if __name__ == "__main__":
-    import checks_integration  # tests/reliability/ is sys.path[0] when this runs as a script
-
-    checks_integration.requested()
     pl.Trainer.__init__ = _trainer_init_with_faults
     if os.environ.get("FAULT_KILL_IN_NEMO_SAVE"):
         _kill_in_nemo_save(int(os.environ["FAULT_KILL_IN_NEMO_SAVE"]))

@@ -1,7 +1,7 @@
 """Two DDP processes on CPU (gloo) through the training recipe give what one process gives on the same global
 batches, with the legacy loader and with Lhotse; a NaN on one rank drops the step on both.
 
-Measured before the checks integration:
+Measured before the checks:
 - the shipped config (``trainer.sync_batchnorm: true``) fails at DDP setup on CPU with torch's
   ``ValueError: SyncBatchNorm layers only work with GPU modules``;
 - Lhotse without ``trainer.use_distributed_sampler=false``: Lightning's ``TypeError: You seem to have
@@ -24,9 +24,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from reliability_helpers import output, read_manifest, run_recipe, write_manifest
+from fault_helpers import output, read_manifest, write_manifest
+from reliability_helpers import run_recipe
 
-DDP = ["trainer.devices=2", "trainer.strategy=ddp"]  # trainer.sync_batchnorm stays true: the integration fixes it
+DDP = ["trainer.devices=2", "trainer.strategy=ddp"]  # trainer.sync_batchnorm stays true: checks fix it
 EXACT = [
     "~model.optim.sched",
     "model.optim.name=sgd",
@@ -39,7 +40,6 @@ EXACT = [
     "trainer.check_val_every_n_epoch=100",
     "exp_manager.create_checkpoint_callback=false",
 ]
-INTEGRATION = {"FAULT_INTEGRATION": "1"}
 
 
 @pytest.fixture(scope="module")
@@ -94,22 +94,22 @@ def assert_same_training(single, ranks):
 def test_ddp_legacy_loader_matches_one_process(tmp_path, equal_length_manifest, tokenizer_dir):
     ordered = distributed_sampler_order(equal_length_manifest, tmp_path / "ordered.json", epochs=2)
     single = train(tmp_path, "single", ordered, tokenizer_dir, "model.train_ds.batch_size=4")
-    ranks = train(tmp_path, "ddp", equal_length_manifest, tokenizer_dir, *DDP, env=INTEGRATION)
+    ranks = train(tmp_path, "ddp", equal_length_manifest, tokenizer_dir, *DDP)
     assert_same_training(single, ranks)
 
 
 @pytest.mark.slow
 def test_ddp_lhotse_loader_matches_one_process(tmp_path, equal_length_manifest, tokenizer_dir):
     """Lhotse deals whole batches round-robin to the ranks: step k = batches 2k (rank 0) and 2k+1 (rank 1)."""
-    lhotse = ["model.train_ds.use_lhotse=true"]  # use_distributed_sampler=false: set by the integration
+    lhotse = ["model.train_ds.use_lhotse=true"]  # use_distributed_sampler=false: set by the checks
     single = train(tmp_path, "single", equal_length_manifest, tokenizer_dir, *lhotse, "model.train_ds.batch_size=4")
-    ranks = train(tmp_path, "ddp", equal_length_manifest, tokenizer_dir, *lhotse, *DDP, env=INTEGRATION)
+    ranks = train(tmp_path, "ddp", equal_length_manifest, tokenizer_dir, *lhotse, *DDP)
     assert_same_training(single, ranks)
 
 
 @pytest.mark.slow
 def test_nan_on_one_rank_drops_the_step_on_both(tmp_path, equal_length_manifest, tokenizer_dir):
-    env = {**INTEGRATION, "FAULT_NAN_AT_STEPS": "1", "FAULT_NAN_RANK": "1"}
+    env = {"FAULT_NAN_AT_STEPS": "1", "FAULT_NAN_RANK": "1"}
     [(r0, w0), (r1, w1)] = train(tmp_path, "ddp", equal_length_manifest, tokenizer_dir, *DDP, env=env)
     assert np.isfinite(r0["steps"]["1"]["loss"]) and np.isnan(r1["steps"]["1"]["loss"])  # NaN on rank 1 only
     assert r0["nonfinite_steps"] == r1["nonfinite_steps"] == 1

@@ -1,7 +1,7 @@
 """Loading .nemo files that are cut short, lack their tokenizer, name unsafe classes, come from another plugin
 version, or must load with no network.
 
-Measured before the checks integration:
+Measured before the checks:
 - truncated .nemo: ``tarfile.ReadError: unexpected end of data`` (no file name, no hint);
 - tokenizer file missing from the archive: ``AlignerEncoderModel.restore_from`` raises NeMo's "Artifact not found
   at expected path: /tmp/tmpXXXX/<hash>_tokenizer.model"; ``ASRModel.restore_from`` logs that and then raises a
@@ -22,13 +22,14 @@ import textwrap
 
 import pytest
 import yaml
-from checks_integration import integrate
+from fault_helpers import subprocess_env
 from nemo.collections.asr.models import ASRModel
 from nemo.core.classes.common import ALLOWED_TARGET_PREFIXES, UnsafeTargetError
-from reliability_helpers import subprocess_env
+from nemo.utils import logging
 
 from conftest import REPO
 from nemo_aligner_plugin import AlignerEncoderModel, checks
+from nemo_aligner_plugin.checks.archive import _compatible
 
 
 def rewrite_nemo(source, target, edit_config=None, drop=lambda name: False):
@@ -58,7 +59,6 @@ def test_truncated_nemo_named_with_the_previous_copy(tmp_path, trained_nemo, mon
     ):
         checks.check_nemo_archive(path)
     shutil.copy(trained_nemo, tmp_path / "model-v1.nemo")  # what NeMo's checkpoint callback keeps
-    integrate(monkeypatch)
     with pytest.raises(ValueError, match=f"A previous copy: {tmp_path / 'model-v1.nemo'}"):
         AlignerEncoderModel.restore_from(str(path))
     path.write_bytes(b"")
@@ -72,7 +72,6 @@ def test_missing_tokenizer_file_named(tmp_path, trained_nemo, monkeypatch):
     path = rewrite_nemo(
         trained_nemo, tmp_path / "no_tokenizer.nemo", drop=lambda name: name.endswith("_tokenizer.model")
     )
-    integrate(monkeypatch)
     with pytest.raises(ValueError) as err:
         AlignerEncoderModel.restore_from(str(path))
     assert str(err.value).startswith(f"{path}: the config's tokenizer.model_path refers to ")
@@ -102,17 +101,16 @@ def test_unsafe_targets_stay_refused_after_the_plugin_import(tmp_path, trained_n
 def test_plugin_version_recorded_and_compared(tmp_path, tokenizer_dir, monkeypatch):
     from conftest import tiny_cfg
 
-    warned = []  # the plugin's version warnings (checks.logging is NeMo's logger: it carries NeMo's warnings too)
-    monkeypatch.setattr(checks.logging, "warning", lambda m: warned.append(m) if "nemo_aligner_plugin" in m else None)
+    warned = []  # the plugin's version warnings (NeMo's logger: it carries NeMo's warnings too)
+    monkeypatch.setattr(logging, "warning", lambda m: warned.append(m) if "nemo_aligner_plugin" in m else None)
     current = checks.plugin_version_stamp(None)
     assert warned == [] and current.count(".") >= 1
     major, minor = current.split(".")[:2]
     assert checks.plugin_version_stamp(f"{major}.{minor}.99") == current and warned == []
     checks.plugin_version_stamp("9.0.0")
     assert warned[-1].startswith(f"This model was saved by nemo_aligner_plugin 9.0.0; this is {current}.")
-    assert not checks._compatible("0.1.0", "0.2.0") and checks._compatible("1.2.0", "1.9.1")
+    assert not _compatible("0.1.0", "0.2.0") and _compatible("1.2.0", "1.9.1")
 
-    integrate(monkeypatch)
     path = tmp_path / "model.nemo"
     AlignerEncoderModel(tiny_cfg(tokenizer_dir).model).save_to(str(path))
     old = rewrite_nemo(path, tmp_path / "old.nemo", edit_config=lambda c: c.update(nemo_aligner_plugin_version="0.0.1"))

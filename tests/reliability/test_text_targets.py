@@ -1,6 +1,6 @@
 """Messy transcripts: empty, longer than the encoder output, unknown characters, missing or broken fields.
 
-Measured before the checks integration:
+Measured before the checks:
 - empty transcript: trains (target = EOS only), finite loss and gradients, also for a batch of empty ones;
 - transcript longer than the encoder frames: skipped and counted by AlignerLoss, ``train_skipped_utts`` logged;
 - a line without ``text``: both loaders silently train it as an empty transcript;
@@ -15,7 +15,9 @@ import math
 
 import pytest
 import torch
-from reliability_helpers import output, read_manifest, run_recipe, write_manifest
+from fault_helpers import output, read_manifest, write_manifest
+from nemo.utils import logging
+from reliability_helpers import run_recipe
 
 from conftest import tiny_cfg
 from nemo_aligner_plugin import AlignerEncoderModel, checks
@@ -76,7 +78,7 @@ def test_unknown_characters_counted_before_training(tmp_path, tone_manifest, tok
     manifest = write_manifest(tmp_path / "unk.json", rows)
     tokenizer = SentencePieceTokenizer(str(tokenizer_dir / "tokenizer.model"))
     logged = []
-    monkeypatch.setattr(checks.logging, "warning", logged.append)
+    monkeypatch.setattr(logging, "warning", logged.append)
     cfg = tiny_cfg(tokenizer_dir, model={"train_ds": {"manifest_filepath": str(manifest)}}).model
     warnings = checks.check_dataset_manifests(cfg, keys=("train_ds",), tokenizer=tokenizer)
     assert [str(w) for w in warnings] == [
@@ -91,7 +93,7 @@ def test_recipe_refuses_a_broken_manifest_naming_file_and_line(tmp_path, tone_ma
     rows = read_manifest(tone_manifest)
     del rows[2]["text"]  # silently trained as an empty transcript without the check
     manifest = write_manifest(tmp_path / "broken.json", rows)
-    proc = run_recipe(tmp_path / "exp", manifest, tokenizer_dir, "trainer.max_steps=2", env={"FAULT_INTEGRATION": "1"})
+    proc = run_recipe(tmp_path / "exp", manifest, tokenizer_dir, "trainer.max_steps=2")
     assert proc.returncode != 0
     assert f"{manifest}:3: missing field 'text'" in proc.stdout + proc.stderr, output(proc)
 
@@ -117,6 +119,6 @@ def test_too_long_transcript_skipped_and_logged_by_the_recipe(tmp_path, tone_man
     assert [step["train_skipped_utts"] for step in run["steps"].values()] == [0.0, 1.0, 0.0, 0.0]  # batch 1 = rows 2, 3
     assert all(math.isfinite(step["train_loss"]) for step in run["steps"].values())
     assert run["skipped_utts_total"] == 1, run
-    assert "AlignerLoss: skipped 1 utterance(s)" in proc.stdout + proc.stderr
+    assert "AlignerLoss: skipped 1 training utterance(s)" in proc.stdout + proc.stderr
     summary = json.loads(next((tmp_path / "exp").rglob("training_summary.json")).read_text())
     assert summary["skipped_unalignable_utterances"] == 1
