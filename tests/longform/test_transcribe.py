@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 from rigged import make_rigged_model, with_beam
 
 from conftest import CONFIGS, SAMPLE_RATE, synth_tones
@@ -80,7 +80,7 @@ def test_routing_sends_only_audio_longer_than_a_chunk_to_longform(rigged_model):
         seen.append(len(items))
         return [f"plain{i}" for i in range(len(items))]
 
-    out = transcribe_routed(rigged_model, [long, short, short], LongformConfig(chunk_seconds=2.0), plain)
+    out = transcribe_routed(rigged_model, [long, short, short], LongformConfig(enabled=True, chunk_seconds=2.0), plain)
     assert seen == [2] and out[1:] == ["plain0", "plain1"]
     assert out[0].length == 75  # 3 s at 25 frames per second, decoded by transcribe_longform
 
@@ -151,3 +151,78 @@ def test_model_transcribe_routes_long_audio_when_configured(trained_nemo, tone_m
     assert [h.text for h in hyps] == [expected_long.text, expected_plain]
     assert hyps[0].timestamp.tolist() == expected_long.timestamp.tolist()
     assert hyps[0].length == expected_long.length == 83  # plain decoding's text-only Hypothesis has length 0
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("enabled", "train_durations", "routed"),
+    [
+        (True, None, [0]),  # longer than chunk_seconds (2 s)
+        ("auto", {"p99_seconds": 1.5}, [0, 1]),  # longer than the trained length: 3 s and 1.6 s
+        ("auto", None, []),  # trained length = train_ds.max_duration (20 s)
+        (False, {"p99_seconds": 1.5}, []),
+    ],
+)
+def test_routing_threshold_follows_enabled_and_the_trained_length(tokenizer_dir, enabled, train_durations, routed):
+    model = make_rigged_model(tokenizer_dir)
+    if train_durations is not None:
+        with open_dict(model.cfg):
+            model.cfg.train_durations = train_durations
+    audio = [np.zeros(3 * SAMPLE_RATE, dtype=np.float32), np.zeros(int(1.6 * SAMPLE_RATE), dtype=np.float32)]
+    out = transcribe_routed(
+        model, audio, LongformConfig(enabled=enabled, chunk_seconds=2.0), lambda items: ["plain"] * len(items)
+    )
+    assert [i for i, hyp in enumerate(out) if hyp != "plain"] == routed
+
+
+def joined_tones(manifest, out_path, order: list[int], slot_seconds: float) -> tuple[str, str, list[float]]:
+    """Utterances of a tone manifest in one file, each padded with the corpus's noise to ``slot_seconds``: the path,
+    the joined text and the durations of all the manifest's utterances (the training set of ``trained_nemo``)."""
+    items = [json.loads(line) for line in manifest.read_text().splitlines()]
+    rng = np.random.default_rng(0)
+    slots = []
+    for i in order:
+        part = sf.read(items[i]["audio_filepath"], dtype="float32")[0]
+        slots += [part, (0.003 * rng.standard_normal(int(slot_seconds * SAMPLE_RATE) - part.size)).astype(np.float32)]
+    sf.write(out_path, np.concatenate(slots), SAMPLE_RATE)
+    return str(out_path), " ".join(items[i]["text"] for i in order), [i["duration"] for i in items]
+
+
+def word_errors(hypothesis: str, reference: str) -> int:
+    """Word-level edit distance."""
+    hyp, ref = hypothesis.split(), reference.split()
+    row = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        prev, row[0] = row[0], i
+        for j, h in enumerate(hyp, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
+    return row[-1]
+
+
+@pytest.mark.unit
+def test_auto_reads_audio_longer_than_training_about_as_well_as_its_parts(trained_nemo, tone_manifest, tmp_path):
+    """Four training utterances in 8 s (over 4x the longest, 1.78 s): default transcribe() settings (auto) send the
+    file through long-form with the model's own settings, and it reads as well as its parts; read in one piece it
+    does not."""
+    model = AlignerEncoderModel.restore_from(str(trained_nemo)).eval()
+    order = [0, 1, 4, 5]
+    path, text, durations = joined_tones(tone_manifest, tmp_path / "joined.wav", order, slot_seconds=2.0)
+    files = [json.loads(line)["audio_filepath"] for line in tone_manifest.read_text().splitlines()]
+    parts = " ".join(h.text for h in model.transcribe([files[i] for i in order], verbose=False))
+    with open_dict(model.cfg):
+        model.cfg.train_durations = {
+            "p50_seconds": float(np.median(durations)),
+            "p95_seconds": max(durations),
+            "p99_seconds": max(durations),
+            "max_seconds": max(durations),
+            "num_utterances": len(durations),
+        }
+        # the model's own long-form settings, tuned for its training utterances; "enabled" left at its default
+        model.cfg.longform = {"chunk_seconds": 2.0, "chunk_features": True, "mode": "reset_only"}
+    (auto,) = model.transcribe([path], verbose=False)
+    assert auto.length == 200  # 8 s of encoder frames: routed through long-form
+    assert word_errors(auto.text, text) <= word_errors(parts, text)
+    with open_dict(model.cfg):
+        model.cfg.longform.enabled = False
+    (plain,) = model.transcribe([path], verbose=False)
+    assert word_errors(plain.text, text) >= word_errors(auto.text, text) + 3  # in one piece it reads worse
