@@ -33,7 +33,7 @@ from nemo_aligner_plugin import checks
 from nemo_aligner_plugin.augment import BatchAugmentation, reverse_within_length
 from nemo_aligner_plugin.config import ALIGNER_TYPES, read_section
 from nemo_aligner_plugin.decoding.nemo_glue import AlignerBPEDecoding
-from nemo_aligner_plugin.decoding.strategies import normalize_decoding_cfg
+from nemo_aligner_plugin.decoding.strategies import STRATEGIES, normalize_decoding_cfg
 from nemo_aligner_plugin.integration import finetune
 from nemo_aligner_plugin.integration.catalog import list_pretrained_models
 from nemo_aligner_plugin.integration.data import build_dataloader, train_durations
@@ -79,7 +79,11 @@ class AlignerEncoderModel(
                 cfg.joint.jointnet.pred_hidden = cfg.decoder.prednet.pred_hidden
             cfg.loss = OmegaConf.structured(options["loss"])
 
-        super().__init__(cfg=cfg, trainer=trainer)
+        if trainer is None:  # restore or inference: NeMo's advice to set up data loaders, with config dumps, is noise
+            with logging.temp_verbosity(logging.ERROR):
+                super().__init__(cfg=cfg, trainer=trainer)
+        else:
+            super().__init__(cfg=cfg, trainer=trainer)
 
         self.preprocessor = self.from_config_dict(self.cfg.preprocessor)
         self.encoder = self.from_config_dict(self.cfg.encoder)
@@ -162,7 +166,8 @@ class AlignerEncoderModel(
         with open_dict(self.cfg):
             self.cfg.decoding = decoding_cfg
         if verbose:
-            logging.info(f"Aligner decoding strategy:\n{OmegaConf.to_yaml(decoding_cfg)}")
+            options = OmegaConf.to_container(decoding_cfg[STRATEGIES[decoding_cfg.strategy].cfg_key])
+            logging.info(f"Aligner decoding: {decoding_cfg.strategy} {options}")
 
     # ------------------------------------------------------------------ data
     def _setup_dataloader_from_config(self, config: DictConfig):
