@@ -226,3 +226,62 @@ def test_auto_reads_audio_longer_than_training_about_as_well_as_its_parts(traine
         model.cfg.longform.enabled = False
     (plain,) = model.transcribe([path], verbose=False)
     assert word_errors(plain.text, text) >= word_errors(auto.text, text) + 3  # in one piece it reads worse
+
+
+@pytest.mark.unit
+def test_transcribe_longform_without_cfg_uses_the_models_own_settings(trained_nemo, tone_manifest, capsys):
+    model = AlignerEncoderModel.restore_from(str(trained_nemo)).eval()
+    files = [json.loads(line)["audio_filepath"] for line in tone_manifest.read_text().splitlines()][:2]
+    long = np.concatenate([sf.read(f, dtype="float32")[0] for f in files])
+    with open_dict(model.cfg):
+        model.cfg.longform = {"enabled": False, "chunk_seconds": 1.0, "mode": "reset_only"}
+    capsys.readouterr()
+    (own,) = transcribe_longform(model, [long], verbose=False)
+    assert capsys.readouterr().err == ""  # verbose=False: no progress bar
+    given, _ = transcribe_longform(model, [long, long], LongformConfig(chunk_seconds=1.0, mode="reset_only"))
+    assert "Long-form" in capsys.readouterr().err  # verbose (the default): a progress bar
+    (default,) = transcribe_longform(model, [long], LongformConfig(), verbose=False)
+    assert own.y_sequence.tolist() == given.y_sequence.tolist() != default.y_sequence.tolist()
+
+
+@pytest.mark.unit
+def test_nbest_decoding_returns_a_list_per_utterance_on_both_paths(trained_nemo, tone_manifest):
+    """return_best_hypothesis=false: every item is a list of Hypothesis, best first, as NeMo's RNN-T models return;
+    a long-form item is the one-entry list of its best."""
+    model = with_beam(AlignerEncoderModel.restore_from(str(trained_nemo)).eval(), return_best_hypothesis=False)
+    files = [json.loads(line)["audio_filepath"] for line in tone_manifest.read_text().splitlines()][:2]
+    long, short = np.concatenate([sf.read(f, dtype="float32")[0] for f in files]), sf.read(files[0], dtype="float32")[0]
+    with open_dict(model.cfg):
+        model.cfg.longform = {"enabled": True, "chunk_seconds": 2.0, "mode": "reset_only"}
+    routed, plain = model.transcribe([long, short], batch_size=1, verbose=False)
+    assert isinstance(routed, list) and len(routed) == 1 and routed[0].length == 83
+    assert isinstance(plain, list) and len(plain) >= 1 and all(isinstance(h.text, str) for h in plain)
+
+
+@pytest.mark.unit
+def test_long_audio_that_cannot_take_long_form_warns_once(tokenizer_dir, tmp_path, monkeypatch):
+    import nemo_aligner_plugin.longform.routing as routing
+
+    model, fresh = make_rigged_model(tokenizer_dir), make_rigged_model(tokenizer_dir)
+    with open_dict(fresh.cfg):
+        fresh.cfg.longform = {"chunk_seconds": 2.0}  # enabled: the default, auto
+    warnings: list[str] = []
+    monkeypatch.setattr(routing.logging, "warning", warnings.append)
+    with open_dict(model.cfg):
+        model.cfg.train_durations = {"p99_seconds": 2.0}
+        model.cfg.longform = {"enabled": False}
+    long, short = np.zeros(3 * SAMPLE_RATE, dtype=np.float32), np.zeros(SAMPLE_RATE, dtype=np.float32)
+    assert routing.longform_items(model, [short]) is None and warnings == []
+    assert routing.longform_items(model, [short, long]) is None and routing.longform_items(model, [long]) is None
+    (message,) = warnings  # once per model
+    assert "audio[1] is 3.0 s" in message and "2.0 s" in message and "train_durations.p99_seconds" in message
+    assert "model.cfg.longform.enabled = True" in message and "longform.enabled=true" in message
+
+    with open_dict(model.cfg):
+        model.cfg.longform.enabled = "auto"
+    manifest = tmp_path / "long_manifest.json"
+    manifest.write_text(json.dumps({"audio_filepath": "x.wav", "duration": 9.5, "text": "a"}) + "\n")
+    assert routing.longform_items(model, str(manifest)) is None
+    assert "x.wav is 9.5 s" in warnings[-1] and "manifests" in warnings[-1]
+    assert routing.longform_items(model, [long], timestamps=True) is None and len(warnings) == 2  # once
+    assert routing.longform_items(fresh, [long]) == [long]  # auto routes it
