@@ -177,3 +177,18 @@ def test_chunk_scores_batched_equal_each_chunk_decoded_alone(rigged_model, token
     alone = [chunk_scores(model, chunks[n : n + 1, : lens[n]], lens[n : n + 1])[0] for n in range(len(lens))]
     assert batched == pytest.approx(alone, abs=1e-5)
     assert len(set(round(v, 4) for v in batched)) > 1  # real, differing scores
+
+
+@pytest.mark.unit
+def test_a_new_strategy_row_decodes_long_form_without_other_changes(tokenizer_dir, monkeypatch):
+    """Long-form reads only the table: a strategy added as one row (here greedy under a new name) just works."""
+    from nemo_aligner_plugin.decoding import STRATEGIES, GreedyBatchConfig, Strategy, greedy_batch
+
+    monkeypatch.setitem(STRATEGIES, "greedy_copy", Strategy("greedy", GreedyBatchConfig, greedy_batch))
+    model, renamed = make_rigged_model(tokenizer_dir), make_rigged_model(tokenizer_dir)
+    renamed.change_decoding_strategy({"strategy": "greedy_copy"}, verbose=False)
+    cfg = LongformConfig(mode="prime", prime_tokens=3)
+    chunks, lens = rigged_chunks(*UTTERANCES[0], seed=1)
+    expected, got = decode_chunked(model, chunks, lens, cfg), decode_chunked(renamed, chunks, lens, cfg)
+    assert renamed.cfg.decoding.strategy == "greedy_copy"
+    assert got.y_sequence.tolist() == expected.y_sequence.tolist() and got.score == pytest.approx(expected.score)
