@@ -146,10 +146,7 @@ class AlignerEncoderModel(
         return cfg
 
     def _build_decoding(self, decoding_cfg: DictConfig) -> None:
-        if decoding_cfg.strategy == "nonar_greedy":
-            decoder, joint = None, self.nonar_head
-        else:
-            decoder, joint = self.decoder, self.joint
+        decoder, joint = STRATEGIES[decoding_cfg.strategy].modules(self)
         self.decoding = AlignerBPEDecoding(decoding_cfg, decoder, joint, self.tokenizer)
         self.wer = WER(
             decoding=self.decoding,

@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from nemo_aligner_plugin import checks
 from nemo_aligner_plugin.analysis import AttentionMaps, recording_attention, timestamps_from_maps
-from nemo_aligner_plugin.longform import longform_config, routable_audio, transcribe_routed
+from nemo_aligner_plugin.longform import longform_items, transcribe_routed
 
 __all__ = ["AlignerTranscriptionMixin"]
 
@@ -84,14 +84,18 @@ class AlignerTranscriptionMixin:
     def _transcribe_routed(self, audio, batch_size: int, **kwargs):
         """Long audio through long-form decoding where the input allows it; everything else through NeMo's loop."""
         plain = partial(super().transcribe, batch_size=batch_size, **kwargs)
-        longform = longform_config(self.cfg.get("longform"))
-        timestamps = kwargs["timestamps"] or self.cfg.decoding.get("compute_timestamps")
-        plain_only = any(kwargs[k] is not None for k in ("override_config", "channel_selector", "augmentor"))
-        items = None if longform is None or plain_only or timestamps else routable_audio(audio)
+        items = longform_items(
+            self,
+            audio,
+            override_config=kwargs["override_config"],
+            channel_selector=kwargs["channel_selector"],
+            augmentor=kwargs["augmentor"],
+            timestamps=bool(kwargs["timestamps"] or self.cfg.decoding.get("compute_timestamps")),
+        )
         checks.check_transcribe_inputs(self, audio, check_duration=items is None)
         if items is None:
             return plain(audio)
-        return transcribe_routed(self, items, longform, plain, batch_size=batch_size)
+        return transcribe_routed(self, items, None, plain, batch_size=batch_size, verbose=kwargs["verbose"])
 
     def _transcribe_on_begin(self, audio, trcfg: TranscribeConfig):
         # NeMo's version freezes encoder/decoder/joint; a non-AR model has no decoder or joint.
