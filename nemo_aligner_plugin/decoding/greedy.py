@@ -57,15 +57,7 @@ def greedy_batch(
     return _greedy_stepwise(decoder, joint, encoder_out, encoder_out_lens, eos_id, cfg, state)
 
 
-def _greedy_stepwise(
-    decoder: RNNTDecoder,
-    joint: RNNTJoint,
-    encoder_out: torch.Tensor,
-    encoder_out_lens: torch.Tensor,
-    eos_id: int,
-    cfg: GreedyBatchConfig,
-    state: Optional[DecoderState],
-) -> tuple[BatchedHyps, DecoderState]:
+def _greedy_stepwise(decoder, joint, encoder_out, encoder_out_lens, eos_id, cfg, state):  # greedy_batch's arguments
     """Any prediction network, one ``prediction_step`` + ``joint_step`` per frame, masks updated every step."""
     batch_size, num_frames, _ = encoder_out.shape
     device = encoder_out.device
@@ -109,16 +101,7 @@ def _greedy_stepwise(
     return hyps, DecoderState(lstm=lstm, last_tokens=prev)
 
 
-def _greedy_gate_table(
-    lstm: torch.nn.LSTM,
-    decoder: RNNTDecoder,
-    joint: RNNTJoint,
-    encoder_out: torch.Tensor,
-    encoder_out_lens: torch.Tensor,
-    eos_id: int,
-    cfg: GreedyBatchConfig,
-    state: Optional[DecoderState],
-) -> tuple[BatchedHyps, DecoderState]:
+def _greedy_gate_table(lstm, decoder, joint, encoder_out, encoder_out_lens, eos_id, cfg, state):  # + the plain LSTM
     """The same search for a plain LSTM in eval mode, with gathered input gates and stop-only bookkeeping."""
     batch_size, device = encoder_out.size(0), encoder_out.device
     limit = encoder_out_lens.to(device).long()
