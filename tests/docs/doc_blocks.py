@@ -8,7 +8,8 @@ A marker is an HTML comment on the lines right before a fence (invisible when th
     <!-- doc-test: given: NAME, NAME -->   a python snippet uses these names without defining them; the test
                                            defines them first (``GIVEN`` in test_doc_commands.py)
 
-Blocks without a language are displayed text (a diagram, an error message) and are not run.
+Blocks without a language are displayed text (a diagram, an error message) and are not run. Inline code spans
+in the prose that are whole ``python ...`` or ``make ...`` commands are run too (as blocks of language "inline").
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ REPO = Path(__file__).resolve().parents[2]
 FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```[ \t]*$", re.S | re.M)
 MARKER = re.compile(r"<!--\s*doc-test:\s*(skip|slow|given)\s*(\d*)\s*:\s*(.*?)\s*-->")
 LINK = re.compile(r"\]\(([^)#\s]+\.md)(?:#[^)]*)?\)")
-LANGUAGES = {"bash", "python", "yaml", ""}
+INLINE = re.compile(r"(?<![`\w])`((?:python|make) [^`]+)`(?![`\w])")
 
 
 @dataclass
@@ -39,7 +40,7 @@ class Block:
 
     @property
     def where(self) -> str:
-        return f"{self.page}:{self.line}"
+        return f"{self.page}:{self.line}" + ("(inline)" if self.lang == "inline" else "")
 
 
 @dataclass
@@ -97,12 +98,21 @@ def page_blocks(page: str) -> list[Block]:
     return blocks
 
 
+def inline_commands(page: str) -> list[Block]:
+    """``python ...`` / ``make ...`` code spans of the prose (fenced blocks blanked out first), one block each."""
+    text = FENCE.sub(lambda m: "\n" * m.group(0).count("\n"), (REPO / page).read_text())
+    return [
+        Block(page, text[: m.start()].count("\n") + 1, "inline", " ".join(m.group(1).split()))
+        for m in INLINE.finditer(text)
+    ]
+
+
 def all_blocks() -> list[Block]:
-    return [block for page in documentation_pages() for block in page_blocks(page)]
+    return [block for page in documentation_pages() for block in page_blocks(page) + inline_commands(page)]
 
 
 def commands(block: Block) -> list[Command]:
-    """Shell commands of a bash block: backslash continuations joined, comment-only lines dropped."""
+    """Shell commands of a bash (or inline) block: backslash continuations joined, comment-only lines dropped."""
     joined = re.sub(r"\\\n\s*", " ", block.text)
     lines = [line for line in joined.split("\n") if shlex.split(line, comments=True)]
     return [Command(block, i + 1, line.strip()) for i, line in enumerate(lines)]

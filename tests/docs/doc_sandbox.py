@@ -37,7 +37,12 @@ PLACEHOLDERS = {
     "recipes/, configs/, benchmarks/": "links to the repository's folders",
 }
 # text in a command that names something the reader fills in -> what the test fills in
-TEXT_SUBSTITUTIONS = {"<its tokenizer dir>": "tokenizers/bpe1024", "/tmp/demo_smoke": "demo_smoke"}
+TEXT_SUBSTITUTIONS = {
+    "<its tokenizer dir>": "tokenizers/bpe1024",
+    "/tmp/demo_smoke": "demo_smoke",
+    "checks FILE": "checks train.json",  # troubleshooting.md's table
+    "checks X.nemo": "checks model.nemo",
+}
 # appended to the training recipes' commands: the tiny model of tests/conftest.py, two steps on the CPU
 TRAINING_OVERRIDES = [
     *TINY_ARCH_OVERRIDES,

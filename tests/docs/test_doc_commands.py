@@ -22,7 +22,7 @@ from doc_blocks import REPO, Block, Command, all_blocks, commands, not_run
 from doc_sandbox import TEXT_SUBSTITUTIONS, TRAINING_OVERRIDES, TRAINING_SCRIPTS, Zygote, build_sandbox
 
 BLOCKS = all_blocks()
-COMMANDS = [c for b in BLOCKS if b.lang == "bash" and not b.skip for c in commands(b)]
+COMMANDS = [c for b in BLOCKS if b.lang in ("bash", "inline") and not b.skip for c in commands(b)]
 COMMAND_TIMEOUT_S = 300
 # names a python snippet may use without defining them (marker ``given``), and how the test defines them
 GIVEN = {
@@ -75,7 +75,7 @@ def test_every_block_is_run_or_skipped():
     """Each block has a language this test runs, each marker parses and points at something, each skip says why."""
     problems = []
     for block in BLOCKS:
-        if block.lang not in ("bash", "python", "yaml", ""):
+        if block.lang not in ("bash", "python", "yaml", "inline", ""):
             problems.append(f"{block.where}: fence language {block.lang!r} (expected bash, python, yaml or none)")
         problems += [f"{block.where}: unreadable doc-test marker {m!r}" for m in block.unknown_markers]
         numbered = {**block.skip_commands, **block.slow_commands}
