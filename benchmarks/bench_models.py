@@ -404,7 +404,7 @@ def rnnt_train_step(
     from nemo.collections.asr.losses.rnnt import RNNTLoss
     from nemo.collections.asr.metrics.wer import WER
 
-    from nemo_aligner_plugin.rnnt_loss import use_vectorized_loss
+    from nemo_aligner_plugin.demo.rnnt_loss import use_vectorized_loss
 
     decoder, joint = build_transducer(sizes)
     loss = RNNTLoss(num_classes=sizes.vocab, loss_name=loss_name, reduction="mean_batch")
@@ -486,7 +486,7 @@ TRAIN_CASES: dict[str, TrainCase] = {
     ),
     # every lattice cell's select/gather backward materialises a full (B, T, U+1, V1) gradient
     "RNN-T, full joint + RNNTLoss pytorch": TrainCase(lambda s: rnnt_train_step(s, "pytorch"), cost_power=2),
-    "RNN-T, full joint + vectorized loss (nemo_aligner_plugin.rnnt_loss, not NeMo)": TrainCase(
+    "RNN-T, full joint + vectorized loss (nemo_aligner_plugin.demo.rnnt_loss, not NeMo)": TrainCase(
         lambda s: rnnt_train_step(s, "warprnnt_numba", vectorized=True)
     ),
     "AED CE (4-layer transformer, smoothed CE)": TrainCase(aed_train_step),

@@ -19,10 +19,6 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes"))
-from run_demo import parse_longform_options  # noqa: E402
-from transcribe_aligner import TranscriptionConfig, load_model, read_manifest, score, set_longform, text_of  # noqa: E402
-
 
 def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -39,8 +35,21 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     import torch
 
+    from nemo_aligner_plugin.manifests import read_manifest, score
+    from nemo_aligner_plugin.transcribe_cli import (
+        TranscriptionConfig,
+        load_model,
+        parse_longform_options,
+        set_decoding,
+        set_longform,
+        text_of,
+    )
+
     torch.set_num_threads(a.threads)
-    base = parse_longform_options(p, a.longform)
+    try:
+        base = parse_longform_options(a.longform)
+    except ValueError as err:
+        p.error(str(err))
     settings = [{"split_margin": None}] + [
         {"split_margin": m, "split_min_seconds": s} for m in a.split_margin for s in a.split_min_seconds
     ]
@@ -48,9 +57,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     files, refs = [e["audio_filepath"] for e in entries], [e["text"] for e in entries]
     model = load_model(TranscriptionConfig(model_path=a.model))
     if a.strategy:
-        from omegaconf import OmegaConf
-
-        model.change_decoding_strategy({**OmegaConf.to_container(model.cfg.decoding), "strategy": a.strategy})
+        set_decoding(model, {"strategy": a.strategy})
     times: list[list[float]] = [[] for _ in settings]
     wers: list[float] = []
     for round_ in range(a.rounds + 1):  # round 0: warm-up and WER

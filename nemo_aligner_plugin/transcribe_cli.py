@@ -47,7 +47,7 @@ def _overrides_of(cls: type, name: str, extra: Optional[dict[str, type]] = None)
 
 
 DecodingOverrides = _overrides_of(AlignerDecodingConfig, "DecodingOverrides")
-LongformOverrides = _overrides_of(LongformConfig, "LongformOverrides", {"enabled": bool})
+LongformOverrides = _overrides_of(LongformConfig, "LongformOverrides", {"enabled": Any})  # true, false or auto
 
 
 @dataclass

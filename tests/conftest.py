@@ -26,19 +26,6 @@ TONE_ALPHABET = "abcdefgh"
 SAMPLE_RATE = 16000
 
 
-def load_recipe(name: str):
-    """Import ``recipes/<name>.py`` (scripts, not a package) to call its functions in-process; importing NeMo
-    dominates a subprocess run. Registered in sys.modules, where dataclasses look their module up."""
-    import importlib.util
-    import sys
-
-    spec = importlib.util.spec_from_file_location(name, REPO / "recipes" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def synth_tones(text: str, rng: np.random.Generator, char_s: float = 0.09, gap_s: float = 0.03) -> np.ndarray:
     """Each character a sine burst (its own pitch), spaces silence; light noise everywhere."""
     pieces = [np.zeros(int(0.05 * SAMPLE_RATE))]

@@ -4,7 +4,7 @@ import pytest
 import torch
 from nemo.collections.asr.losses.rnnt import RNNTLoss
 
-from nemo_aligner_plugin.rnnt_loss import VectorizedRNNTLoss, rnnt_loss_vectorized, use_vectorized_loss
+from nemo_aligner_plugin.demo.rnnt_loss import VectorizedRNNTLoss, rnnt_loss_vectorized, use_vectorized_loss
 
 
 def _batch(seed: int, batch=5, frames=9, tokens=6, vocab=7):

@@ -22,12 +22,14 @@ def ratio_text(r: Optional[float]) -> str:
 
 def write_report(out_dir: Path, report: dict) -> Path:
     """Write report.md and report.json into ``out_dir``; returns the report.md path."""
+    t = report["training"]
     lines = [
         "# Aligner-Encoder demo report",
         "",
         f"- model: `{report['model']}`",
-        f"- training: {report['training']['global_step']} steps, {report['training']['minutes']:.1f} min "
-        f"({report['training']['stop_reason']})",
+        f"- training: {t['global_step']} steps, {t['minutes']:.1f} min ({t['stop_reason']})"
+        if "global_step" in t
+        else "- training: none in this run (a given model without a training_summary.json next to it)",
         *(
             [f"- CTC warm-up before it: {w['global_step']} steps, {w['minutes']:.1f} min (`{w['nemo_path']}`)"]
             if (w := report["training"].get("ctc_warmup"))

@@ -1,17 +1,39 @@
 """`make demo` / `make demo-baselines` end to end on a tiny corpus and models (the full demo is not part of CI)."""
 
 import json
+import math
 import shutil
 import subprocess
 import sys
 
+import jiwer
 import pytest
 
-from conftest import REPO, load_recipe
+from conftest import REPO
+from nemo_aligner_plugin.demo.evaluate import length_ratios
+from nemo_aligner_plugin.demo.pipeline import schedule_steps, train_aligner_after_ctc
+from nemo_aligner_plugin.manifests import read_predictions
+from nemo_aligner_plugin.transcribe_cli import parse_longform_options
+
+needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
+
+
+def assert_scores_match_predictions(split: dict, predictions_dir, name: str) -> None:
+    """The report's WER/CER are those of the prediction files it wrote (jiwer on pred_text), finite and in range."""
+    for suffix, key in (("", ""), ("_beam", "_beam")):
+        if f"wer{key}" not in split:
+            continue
+        lines = read_predictions(predictions_dir / f"{name}_predictions{suffix}.json")
+        refs, hyps = [line["text"] for line in lines], [line["pred_text"] for line in lines]
+        wer = split[f"wer{key}"]
+        assert math.isfinite(wer) and wer >= 0.0
+        assert wer == pytest.approx(jiwer.wer(refs, hyps), abs=1e-4)
+        assert split[f"cer{key}"] == pytest.approx(jiwer.cer(refs, hyps), abs=1e-4)
+        assert len(lines) == split["utterances"]
 
 
 @pytest.mark.unit
-@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed (apt-get install espeak-ng)")
+@needs_espeak
 def test_demo_smoke_writes_a_complete_report(tmp_path):
     proc = subprocess.run(
         [sys.executable, "recipes/run_demo.py", "--work-dir", str(tmp_path), "--smoke", "--baselines"],
@@ -28,8 +50,9 @@ def test_demo_smoke_writes_a_complete_report(tmp_path):
     splits = {"dev", "dev_long", "test", "test_long", "test_long_nopause", "test_long_sentences", "test_padded"}
     assert set(report["splits"]) == splits
     for name, split in report["splits"].items():
-        assert split["utterances"] > 0 and split["wer"] >= 0.0 and split["wer_by_words"]
-        assert split["wer_beam"] >= 0.0  # the aligner is also scored with its beam search
+        assert split["utterances"] > 0 and split["wer_by_words"]
+        assert "wer_beam" in split  # the aligner is also scored with its beam search
+        assert_scores_match_predictions(split, reports[0].parent, name)
         assert ("wer_longform" in split) == name.endswith(("_long", "_nopause"))  # and long audio with its chunking
         assert ("wer_longform_beam" in split) == name.endswith(("_long", "_nopause"))  # greedy and beam
     assert all("wer_beam" not in report["systems"][name]["splits"]["test"] for name in ("ctc", "rnnt"))
@@ -57,10 +80,35 @@ def test_demo_smoke_writes_a_complete_report(tmp_path):
 
 
 @pytest.mark.unit
-def test_ctc_warmup_must_leave_aligner_steps(tmp_path):
-    sys.path.insert(0, str(REPO / "recipes"))
-    from run_demo import schedule_steps, train_aligner_after_ctc
+@needs_espeak
+def test_demo_with_a_given_model_writes_under_the_work_dir_only(tmp_path, trained_nemo):
+    """--model aligner=X.nemo: predictions, test_padded/ and the report go under --work-dir; X's folder is read only."""
+    given = tmp_path / "given"
+    given.mkdir()
+    model = given / "model.nemo"
+    shutil.copy(trained_nemo, model)
+    work = tmp_path / "work"
+    proc = subprocess.run(
+        [sys.executable, "recipes/run_demo.py", "--work-dir", str(work), "--smoke", "--model", f"aligner={model}"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert [p.name for p in given.iterdir()] == ["model.nemo"]
+    (report,) = work.rglob("report.json")
+    assert (report.parent / "aligner" / "test_padded").is_dir()
+    predictions = report.parent / "aligner"
+    assert len(list(predictions.glob("*_predictions*.json"))) >= 20
+    assert "- training: none in this run" in (report.parent / "report.md").read_text()
+    splits = json.loads(report.read_text())["splits"]
+    for name, split in splits.items():
+        assert_scores_match_predictions(split, predictions, name)
 
+
+@pytest.mark.unit
+def test_ctc_warmup_must_leave_aligner_steps(tmp_path):
     assert schedule_steps(["trainer.max_steps=6", "seed=1"]) == 6
     assert schedule_steps([]) > 0  # the demo config's schedule
     with pytest.raises(SystemExit, match="between 1 and the schedule's 5 steps"):
@@ -69,7 +117,6 @@ def test_ctc_warmup_must_leave_aligner_steps(tmp_path):
 
 @pytest.mark.unit
 def test_length_ratios_split_test_long_over_test_in_two_factors():
-    length_ratios = load_recipe("run_demo").length_ratios
     splits = {
         "test": {"wer": 0.04, "wer_beam": 0.0},
         "test_long_sentences": {"wer": 0.05, "wer_beam": 0.02},
@@ -88,17 +135,13 @@ def test_length_ratios_split_test_long_over_test_in_two_factors():
 
 @pytest.mark.unit
 def test_longform_options_are_typed_and_checked_before_anything_runs(tmp_path):
-    import argparse
-
-    parse_longform_options = load_recipe("run_demo").parse_longform_options
-    parser = argparse.ArgumentParser()
     options = ["boundary=every_pause", "chunk_seconds=5", "chunk_features=true"]
-    assert parse_longform_options(parser, options) == {
+    assert parse_longform_options(options) == {
         "boundary": "every_pause",
         "chunk_seconds": 5,
         "chunk_features": True,
     }
-    assert parse_longform_options(parser, []) == {}
+    assert parse_longform_options([]) == {}
     for bad, named in (("boundary", "KEY=VALUE"), ("chunk_seconds=-1", "long-form config"), ("bogus=1", "bogus")):
         proc = subprocess.run(
             [sys.executable, "recipes/run_demo.py", "--work-dir", str(tmp_path), "--longform", bad],

@@ -8,9 +8,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from conftest import REPO, TINY_ARCH_OVERRIDES
-
-sys.path.insert(0, str(REPO / "recipes"))
-from train_baseline import baseline_model_config  # noqa: E402
+from nemo_aligner_plugin.demo.baselines import baseline_model_config
 
 
 def _compose(name: str):
