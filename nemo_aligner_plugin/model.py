@@ -43,6 +43,7 @@ from nemo_aligner_plugin.modules.aux_ctc import AuxCTC
 from nemo_aligner_plugin.modules.joint import diagonal_logits, leading_frames
 from nemo_aligner_plugin.modules.layer_tap import LayerTap
 from nemo_aligner_plugin.modules.nonar_head import NonARHead
+from nemo_aligner_plugin.nemo_logs import quiet_nemo
 from nemo_aligner_plugin.transcription import AlignerTranscriptionMixin
 
 __all__ = ["AlignerEncoderModel"]
@@ -80,7 +81,7 @@ class AlignerEncoderModel(
             cfg.loss = OmegaConf.structured(options["loss"])
 
         if trainer is None:  # restore or inference: NeMo's advice to set up data loaders, with config dumps, is noise
-            with logging.temp_verbosity(logging.ERROR):
+            with quiet_nemo():
                 super().__init__(cfg=cfg, trainer=trainer)
         else:
             super().__init__(cfg=cfg, trainer=trainer)

@@ -13,7 +13,6 @@ import json
 import time
 import typing
 from collections.abc import Mapping
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -21,6 +20,7 @@ from typing import Any, Optional
 from nemo_aligner_plugin.config import LongformConfig
 from nemo_aligner_plugin.decoding.strategies import AlignerDecodingConfig
 from nemo_aligner_plugin.manifests import read_manifest, score, write_manifest
+from nemo_aligner_plugin.nemo_logs import quiet_nemo
 
 __all__ = [
     "TranscriptionConfig",
@@ -86,27 +86,6 @@ def given_options(section: Any) -> dict[str, Any]:
     return out
 
 
-@contextmanager
-def quiet_nemo(verbose: bool):
-    """NeMo's logging below errors (config dumps with absolute paths, per-call warnings) off unless ``verbose``.
-
-    A filter on NeMo's logger, not its level: NeMo's ``transcribe`` sets the level itself for the call.
-    """
-    import logging
-
-    nemo_logger = logging.getLogger("nemo_logger")
-
-    def errors_only(record: logging.LogRecord) -> bool:
-        return record.levelno >= logging.ERROR
-
-    if not verbose:
-        nemo_logger.addFilter(errors_only)
-    try:
-        yield
-    finally:
-        nemo_logger.removeFilter(errors_only)
-
-
 def load_model(cfg: TranscriptionConfig):
     """The model named by ``model_path`` or ``pretrained_name``, with the config's decoding and long-form set."""
     import torch
@@ -117,7 +96,7 @@ def load_model(cfg: TranscriptionConfig):
     if (cfg.model_path is None) == (cfg.pretrained_name is None):
         raise ValueError("Set exactly one of model_path=... or pretrained_name=...")
     device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
-    with quiet_nemo(cfg.verbose):
+    with quiet_nemo(not cfg.verbose):
         if cfg.model_path is not None:
             if not Path(cfg.model_path).is_file():
                 raise FileNotFoundError(f"model_path={cfg.model_path} does not exist")
@@ -212,7 +191,7 @@ def run(cfg: TranscriptionConfig, model=None) -> dict[str, Any]:
     output = Path(cfg.output_filename or f"{source.stem}_predictions.json")
     model = model if model is not None else load_model(cfg)
     start = time.perf_counter()
-    with torch.inference_mode(), quiet_nemo(cfg.verbose):
+    with torch.inference_mode(), quiet_nemo(not cfg.verbose):
         # NeMo's CTC/RNN-T transcribe() takes no loader switch; they use their own default loader
         loader = {"use_lhotse": cfg.use_lhotse} if isinstance(model, AlignerEncoderModel) else {}
         hyps = model.transcribe(

@@ -10,7 +10,6 @@ and keeps the call quiet: one progress bar with a total, no config dumps or per-
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
 from functools import partial
 from typing import Any, Optional, Union
 
@@ -22,18 +21,9 @@ from omegaconf import DictConfig, OmegaConf
 from nemo_aligner_plugin import checks
 from nemo_aligner_plugin.analysis import AttentionMaps, recording_attention, timestamps_from_maps
 from nemo_aligner_plugin.longform import longform_items, transcribe_routed
+from nemo_aligner_plugin.nemo_logs import quiet_nemo
 
 __all__ = ["AlignerTranscriptionMixin"]
-
-
-@contextmanager
-def quiet_nemo():
-    """NeMo's per-call info and warnings (dataloader keys, config dumps) only at NeMo's DEBUG verbosity."""
-    if logging.get_verbosity() <= logging.DEBUG:
-        yield
-        return
-    with logging.temp_verbosity(logging.ERROR):
-        yield
 
 
 class AlignerTranscriptionMixin:
@@ -64,7 +54,7 @@ class AlignerTranscriptionMixin:
             previous = OmegaConf.to_container(self.cfg.decoding)
             self.change_decoding_strategy({**previous, "compute_timestamps": wanted}, verbose=False)
         try:
-            with quiet_nemo():
+            with quiet_nemo(logging.get_verbosity() > logging.DEBUG):
                 return self._transcribe_routed(
                     audio,
                     batch_size=batch_size,

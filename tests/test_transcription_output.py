@@ -68,3 +68,18 @@ def test_verbose_transcription_shows_only_progress_bars_with_a_total(printed):
     stdout, stderr = printed["verbose=True"]
     assert stdout == [] and all(line.startswith("Transcribing") for line in stderr), (stdout, stderr)
     assert any("4/4" in line for line in stderr)  # 14 files in batches of 4: the bar knows its total
+
+
+@pytest.mark.unit
+def test_nested_quiet_blocks_keep_the_outer_one():
+    import logging
+
+    from nemo_aligner_plugin.nemo_logs import quiet_nemo
+
+    nemo_logger = logging.getLogger("nemo_logger")
+    record = logging.LogRecord("nemo_logger", logging.WARNING, __file__, 1, "noise", None, None)
+    with quiet_nemo():
+        with quiet_nemo():
+            pass
+        assert not nemo_logger.filter(record)  # the inner block's exit must not lift the outer filter
+    assert nemo_logger.filter(record)
