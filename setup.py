@@ -32,7 +32,7 @@ setup(
         "pyyaml",
     ],
     extras_require={
-        "test": ["pytest>=8", "ruff"],
+        "test": ["pytest>=8", "ruff", "hypothesis>=6.100"],
         "plot": ["matplotlib"],
     },
     classifiers=[

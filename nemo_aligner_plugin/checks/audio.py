@@ -14,11 +14,26 @@ from typing import Any, Optional
 import numpy as np
 import soundfile
 
-__all__ = ["LIBSNDFILE_EXTENSIONS", "SampleScan", "audio_problem", "resolve_audio_path", "scan_samples"]
+__all__ = [
+    "LIBSNDFILE_EXTENSIONS",
+    "MAX_SAMPLE_MAGNITUDE",
+    "MIN_SAMPLE_RATE",
+    "SampleScan",
+    "audio_problem",
+    "resolve_audio_path",
+    "scan_samples",
+]
 
 # Extensions libsndfile reads (what the checks can open); other formats are reported as not checked.
 LIBSNDFILE_EXTENSIONS = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au", ".caf", ".w64"}
 SCAN_BLOCK_FRAMES = 1 << 20  # frames read at a time when scanning samples
+# Float audio lies near [-1, 1] (floats at int16 scale, up to 32768, still transcribe: features are normalized
+# per utterance). A sample beyond this is a corrupt file (one flipped exponent bit makes 1e27); from about 1e16
+# the power spectrum overflows to inf, and the transcript is a row of unknown tokens, as with NaN samples.
+MAX_SAMPLE_MAGNITUDE = 1e6
+# No audio a speech model reads is recorded below this (telephony: 8 kHz). A lower rate is a damaged header, and
+# resampling it to 16 kHz multiplies its samples (a 1 Hz header made 7 hours of "audio", then a failed allocation).
+MIN_SAMPLE_RATE = 1000
 
 
 def resolve_audio_path(audio_filepath: str, manifest: Path) -> str:
@@ -43,6 +58,11 @@ def audio_problem(path: str) -> tuple[Optional[Any], Optional[str]]:
         if Path(path).suffix.lower() not in LIBSNDFILE_EXTENSIONS:
             return None, None
         return None, f"cannot read audio file {path}: {err} (corrupt or truncated header?)"
+    if info.samplerate < MIN_SAMPLE_RATE:
+        return (
+            None,
+            f"sample rate {info.samplerate} Hz in the header of {path}: no audio is that slow (corrupt header?)",
+        )
     return info, None
 
 
@@ -52,17 +72,30 @@ class SampleScan:
 
     nonfinite: int  # NaN/inf samples (all channels): they turn features, loss and decoding into NaN
     peak: float  # largest finite |sample|; 0.0 for silence
+    error: Optional[str] = None  # why the samples could not all be read (the counts cover those read before)
 
     @property
     def silent(self) -> bool:
         return self.peak == 0.0
 
+    @property
+    def overflowing(self) -> bool:
+        """Samples beyond ``MAX_SAMPLE_MAGNITUDE``: corrupt data that the features turn into inf."""
+        return self.peak > MAX_SAMPLE_MAGNITUDE
+
 
 def scan_samples(path: str) -> SampleScan:
-    """Read every sample of a libsndfile-readable file as float32 and count the NaN/inf ones."""
+    """Read every sample of a libsndfile-readable file as float32 and count the NaN/inf ones.
+
+    A header that reads fine can still front data that does not (a FLAC cut short: libsndfile's "Internal
+    psf_fseek() failed."): that is ``error``, not an exception, so that the checks name the file.
+    """
     nonfinite, peak = 0, 0.0
-    for block in soundfile.blocks(path, blocksize=SCAN_BLOCK_FRAMES, dtype="float32", always_2d=True):
-        finite = np.isfinite(block)
-        nonfinite += int(block.size - np.count_nonzero(finite))
-        peak = max(peak, float(np.abs(block, where=finite, out=np.zeros_like(block)).max(initial=0.0)))
+    try:
+        for block in soundfile.blocks(path, blocksize=SCAN_BLOCK_FRAMES, dtype="float32", always_2d=True):
+            finite = np.isfinite(block)
+            nonfinite += int(block.size - np.count_nonzero(finite))
+            peak = max(peak, float(np.abs(block, where=finite, out=np.zeros_like(block)).max(initial=0.0)))
+    except RuntimeError as err:  # soundfile.LibsndfileError
+        return SampleScan(nonfinite, peak, f"cannot read the samples of {path}: {err} (truncated or corrupt data?)")
     return SampleScan(nonfinite, peak)

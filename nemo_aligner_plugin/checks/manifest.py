@@ -7,9 +7,8 @@ all; ``check_dataset_manifests`` runs it on the ``*_ds`` manifests of a model co
 
 from __future__ import annotations
 
-import json
-import math
 import os
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,15 @@ from nemo.utils import logging
 from omegaconf import DictConfig
 
 from nemo_aligner_plugin.checks.audio import audio_problem, resolve_audio_path, scan_samples
+from nemo_aligner_plugin.checks.manifest_lines import (
+    MAX_LINE_BYTES,
+    is_number,
+    is_unicode,
+    parse_line,
+    printable,
+    read_lines,
+    shown,
+)
 
 __all__ = [
     "REQUIRED_FIELDS",
@@ -67,13 +75,9 @@ class ManifestReport:
 
 def listing(problems: Sequence[Any], total: int, hint: str) -> str:
     """The first ``MAX_LISTED`` problems, one per indented line, a count of the rest, then ``hint``."""
-    shown = "\n".join(f"  {p}" for p in problems[:MAX_LISTED])
+    quoted = "\n".join(f"  {p}" for p in problems[:MAX_LISTED])
     more = f"\n  ... and {total - MAX_LISTED} more" if total > MAX_LISTED else ""
-    return f"{shown}{more}\n{hint}"
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return f"{quoted}{more}\n{hint}"
 
 
 def _audio_line_problems(entry: dict, path: str, sample_rate: Optional[int], samples: bool) -> list[tuple[str, str]]:
@@ -87,7 +91,7 @@ def _audio_line_problems(entry: dict, path: str, sample_rate: Optional[int], sam
         return [("warning", f"audio file has no samples: {path}")]
     out = []
     duration, offset = entry.get("duration"), entry.get("offset") or 0.0
-    if _is_number(duration) and _is_number(offset):
+    if is_number(duration) and is_number(offset):
         tolerance = max(DURATION_TOLERANCE_S, 0.01 * info.duration)
         if offset + duration > info.duration + tolerance or (not offset and duration < info.duration - tolerance):
             span = f"offset {offset:.2f} s + duration {duration:.2f} s" if offset else f"duration {duration:.2f} s"
@@ -105,8 +109,12 @@ def _audio_line_problems(entry: dict, path: str, sample_rate: Optional[int], sam
         out.append(("warning", f"{info.channels} channels: averaged to mono when loaded (channel_selector picks one)"))
     if samples:
         scan = scan_samples(path)
+        if scan.error:
+            out.append(("error", scan.error))
         if scan.nonfinite:
             out.append(("error", f"NaN/inf samples in {path}: they turn the loss into NaN; re-export the file"))
+        if scan.overflowing:
+            out.append(("error", f"samples up to {scan.peak:.3g} in {path}: corrupt data that overflows to inf"))
         if scan.silent:
             out.append(("warning", f"all samples are zero (silence): {path}"))
     return out
@@ -135,17 +143,19 @@ def _line_problems(entry: Any, required: Sequence[str]) -> list[str]:
     out = [f"missing field{'s' if len(missing) > 1 else ''} {', '.join(repr(m) for m in missing)}"] if missing else []
     audio = entry.get("audio_filepath")
     if "audio_filepath" in entry and not (isinstance(audio, str) and audio):
-        out.append(f"'audio_filepath' must be a non-empty string, got {audio!r}")
+        out.append(f"'audio_filepath' must be a non-empty string, got {shown(audio)}")
     if "duration" in entry:
         duration = entry["duration"]
-        if not _is_number(duration):
-            out.append(f"'duration' must be a number of seconds, got {duration!r}")
+        if not is_number(duration):
+            out.append(f"'duration' must be a number of seconds, got {shown(duration)}")
         elif duration <= 0:
             out.append(f"'duration' must be > 0, got {duration}")
-    if "offset" in entry and not (_is_number(entry["offset"]) and entry["offset"] >= 0):
-        out.append(f"'offset' must be a number >= 0, got {entry['offset']!r}")
+    if "offset" in entry and not (is_number(entry["offset"]) and entry["offset"] >= 0):
+        out.append(f"'offset' must be a number >= 0, got {shown(entry['offset'])}")
     if "text" in entry and not isinstance(entry["text"], str):
-        out.append(f"'text' must be a string, got {entry['text']!r}")
+        out.append(f"'text' must be a string, got {shown(entry['text'])}")
+    elif "text" in entry and not is_unicode(entry["text"]):
+        out.append(f"'text' holds a lone surrogate escape such as \\ud800, not a character: {shown(entry['text'])}")
     return out
 
 
@@ -175,7 +185,7 @@ def inspect_manifest(
         else:
             report.num_warnings += 1
         if max_problems is None or len(report.problems) < max_problems:
-            report.problems.append(Problem(str(path), line, message, severity))
+            report.problems.append(Problem(str(path), line, printable(message), severity))
 
     try:
         handle = path.open("rb")
@@ -183,29 +193,31 @@ def inspect_manifest(
         add(None, f"cannot open manifest: {err.strerror}")
         return report
     with handle:
-        for lineno, raw in enumerate(handle, 1):
+        mode = os.fstat(handle.fileno()).st_mode
+        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):  # /dev/zero has no lines: reading it would never end
+            add(None, "not a manifest: a device file, not a regular file")
+            return report
+        for lineno, raw in enumerate(read_lines(handle), 1):
+            if raw is None:
+                report.lines += 1
+                add(lineno, f"line longer than {MAX_LINE_BYTES} bytes: not a manifest line (a binary file?)")
+                continue
             if not raw.strip():
                 add(lineno, "empty line: NeMo's Lhotse reader fails on it (the legacy reader skips it); delete it")
                 continue
             report.lines += 1
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as err:
-                add(lineno, f"not UTF-8: byte 0x{raw[err.start]:02x} at column {err.start + 1}; re-encode the file")
-                continue
-            try:
-                entry = json.loads(line.rstrip("\r\n"))
-            except json.JSONDecodeError as err:
-                add(lineno, f"not valid JSON: {err.msg} (column {err.colno})")
+            entry, unreadable = parse_line(raw)
+            if unreadable:
+                add(lineno, unreadable)
                 continue
             for message in _line_problems(entry, required):
                 add(lineno, message)
             if not isinstance(entry, dict):
                 continue
-            if _is_number(entry.get("duration")):
+            if is_number(entry.get("duration")):
                 report.seconds += entry["duration"]
             text = entry.get("text")
-            if isinstance(text, str):
+            if isinstance(text, str) and is_unicode(text):  # not: an error above; a tokenizer would raise
                 if not text.strip():
                     report.empty_texts += 1
                 elif unknown_chars is not None and (unknown := unknown_chars(text)):
@@ -258,7 +270,7 @@ def check_dataset_manifests(
         if not ds or ds.get("is_tarred") or ds.get("validate_manifest", True) is False:
             continue
         for manifest in manifest_paths(ds.get("manifest_filepath")):
-            if not os.path.isfile(manifest):
+            if not os.path.exists(manifest):  # directories and devices: inspect_manifest names them
                 errors.append(Problem(manifest, None, f"model.{key}.manifest_filepath: file not found"))
                 num_errors += 1
                 continue

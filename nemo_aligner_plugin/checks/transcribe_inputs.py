@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from nemo.utils import logging
 
-from nemo_aligner_plugin.checks.audio import audio_problem, resolve_audio_path, scan_samples
+from nemo_aligner_plugin.checks.audio import MAX_SAMPLE_MAGNITUDE, audio_problem, resolve_audio_path, scan_samples
 from nemo_aligner_plugin.checks.manifest import listing, validate_manifest
 
 __all__ = [
@@ -48,6 +48,14 @@ class AudioTooLongError(ValueError):
     """``transcribe()`` inputs longer than the model can decode in one pass."""
 
 
+def _raise_unreadable(bad: Sequence[str], total: int, hint: str = "") -> None:
+    if bad:
+        raise AudioInputError(
+            f"transcribe(): {len(bad)} of {total} audio inputs cannot be read:\n"
+            + listing(bad, len(bad), f"Fix or drop them ({CHECKS_CLI}{hint}).")
+        )
+
+
 def _infos(paths: Sequence[str]) -> list[Optional[Any]]:
     """soundfile info per path (None: a format libsndfile cannot read); ``AudioInputError`` for broken files."""
     infos, bad = [], []
@@ -56,11 +64,7 @@ def _infos(paths: Sequence[str]) -> list[Optional[Any]]:
         if problem:
             bad.append(problem)
         infos.append(info)
-    if bad:
-        raise AudioInputError(
-            f"transcribe(): {len(bad)} of {len(paths)} audio inputs cannot be read:\n"
-            + listing(bad, len(bad), f"Fix or drop them ({CHECKS_CLI}).")
-        )
+    _raise_unreadable(bad, len(paths))
     return infos
 
 
@@ -70,24 +74,34 @@ def check_audio_files(paths: Sequence[str]) -> list[Optional[float]]:
 
 
 def check_finite_samples(paths: Sequence[str], arrays: Sequence[Any] = ()) -> None:
-    """``NonFiniteAudioError`` naming every file (or array) with NaN/inf samples, and how many.
+    """``NonFiniteAudioError`` naming every file (or array) with NaN/inf samples, and how many;
+    ``AudioInputError`` for files whose header reads but whose samples do not (cut short, corrupt).
 
     An error, not a repair: NaN/inf samples mean a broken export or decoder upstream, and what the audio should
     be there is unknown; zeroing them would return a plausible transcript of a damaged signal without a word.
     Training refuses such files too. Whoever knows the audio can repair it and pass the array.
     """
-    bad = []
+    bad, unreadable = [], []
     for path in paths:
         if audio_problem(path)[0] is None:  # a format libsndfile cannot read: NeMo's loader decides
             continue
         scan = scan_samples(path)
-        if scan.nonfinite:
+        if scan.error:
+            unreadable.append(scan.error)
+        elif scan.nonfinite:
             bad.append(f"{path}: {scan.nonfinite} NaN/inf samples")
+        elif scan.overflowing:
+            bad.append(f"{path}: samples up to {scan.peak:.3g}, which overflow the features to inf (corrupt data)")
+    _raise_unreadable(unreadable, len(paths) + len(arrays), " --samples")
     for i, array in enumerate(arrays):
         values = torch.as_tensor(array)
-        nonfinite = int(values.numel() - torch.isfinite(values).sum()) if values.is_floating_point() else 0
+        finite = torch.isfinite(values) if values.is_floating_point() else torch.ones_like(values, dtype=torch.bool)
+        nonfinite = int(values.numel() - finite.sum())
+        peak = float(values[finite].abs().max()) if finite.any() else 0.0
         if nonfinite:
             bad.append(f"array {i} ({values.shape[-1]} samples): {nonfinite} NaN/inf samples")
+        elif peak > MAX_SAMPLE_MAGNITUDE:
+            bad.append(f"array {i} ({values.shape[-1]} samples): samples up to {peak:.3g}, which overflow to inf")
     if bad:
         raise NonFiniteAudioError(
             f"transcribe(): {len(bad)} of {len(paths) + len(arrays)} audio inputs have NaN/inf samples, which "
