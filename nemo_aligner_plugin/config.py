@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 # Long-form start states (what the prediction network knows at a chunk start): see longform.states.
 LONGFORM_MODES = ("prime", "reset_only", "carry_state")
 # longform.enabled: true (audio longer than chunk_seconds is chunked), false (never), "auto" (audio longer than
-# the model was trained on: train_durations.p99_seconds, else train_ds.max_duration, else chunk_seconds)
+# the model was trained on: train_durations.max_seconds, else train_ds.max_duration, else chunk_seconds)
 LONGFORM_ENABLED = (True, False, "auto")
 # boundary -> meaning; see LongformConfig.boundary
 BOUNDARIES = {
@@ -150,8 +150,8 @@ class TrainDurations:
 
     p50_seconds: float  # median training utterance
     p95_seconds: float
-    p99_seconds: float  # long-form `enabled: auto` routes audio longer than this
-    max_seconds: float
+    p99_seconds: float
+    max_seconds: float  # the longest: long-form `enabled: auto` routes audio longer than this
     num_utterances: int  # utterances the statistics cover
 
 

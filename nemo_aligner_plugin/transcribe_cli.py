@@ -65,7 +65,9 @@ class TranscriptionConfig:
     decoding: DecodingOverrides = field(default_factory=DecodingOverrides)
     # aligner long-form over the model's own (docs/longform.md): longform.enabled=true longform.chunk_seconds=5
     longform: LongformOverrides = field(default_factory=LongformOverrides)
-    use_lhotse: bool = True  # NeMo's Lhotse dataloader for inference
+    use_lhotse: bool = (
+        False  # NeMo's Lhotse dataloader for inference (default: the map-style one, whose bar has a total)
+    )
     verbose: bool = False  # NeMo's logging (config dumps, per-call warnings) and its progress bar
 
 

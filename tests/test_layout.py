@@ -87,3 +87,21 @@ def test_scripts_import_the_package_not_each_other():
 @pytest.mark.parametrize("name", sorted(n for n in package_modules() if not n.endswith("__main__")))
 def test_every_module_imports(name):
     importlib.import_module(name)
+
+
+@pytest.mark.unit
+def test_the_0_1_finetune_path_keeps_working_with_a_deprecation_warning():
+    import subprocess
+    import sys
+
+    code = (
+        "import warnings; warnings.simplefilter('error', DeprecationWarning)\n"
+        "try:\n    import nemo_aligner_plugin.finetune\nexcept DeprecationWarning as w:\n    print('warned:', w)\n"
+        "warnings.simplefilter('ignore')\n"
+        "from nemo_aligner_plugin.finetune import EncoderFreezer, from_asr_model\n"
+        "from nemo_aligner_plugin import AlignerEncoderModel, integration\n"
+        "assert from_asr_model == AlignerEncoderModel.from_asr_model\n"
+        "assert EncoderFreezer is integration.finetune.EncoderFreezer\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
+    assert "warned: nemo_aligner_plugin.finetune is deprecated" in out.stdout

@@ -102,6 +102,26 @@ def test_utterance_longer_than_its_encoder_is_skipped_and_counted(tokenizer_dir,
 
 
 @pytest.mark.unit
+def test_validation_skips_are_counted_apart_from_training(tokenizer_dir, monkeypatch):
+    """A validation (or sanity-check) batch with unalignable utterances must not reach the training count or warn."""
+    from nemo.utils import logging
+
+    model = AlignerEncoderModel(tiny_cfg(tokenizer_dir).model)
+    audio = torch.randn(2, SAMPLE_RATE) * 0.1
+    audio_lens = torch.tensor([SAMPLE_RATE, SAMPLE_RATE // 10])
+    tokens = torch.tensor([model.tokenizer.text_to_ids("ab cd ef gh")[:5]] * 2)
+    with monkeypatch.context() as patch:
+        warnings = []
+        patch.setattr(logging, "warning", lambda message, *a, **k: warnings.append(message))
+        model.eval()
+        with torch.no_grad():
+            logs = model.validation_pass((audio, audio_lens, tokens, torch.tensor([5, 5])), 0)
+    assert logs["val_skipped_utts"] == 1.0
+    assert (model.skipped_val.total, model.skipped_train.total) == (1, 0)
+    assert not [w for w in warnings if "skipped" in w]
+
+
+@pytest.mark.unit
 def test_missing_config_section_is_named(tokenizer_dir):
     cfg = tiny_cfg(tokenizer_dir).model
     del cfg["joint"]

@@ -68,6 +68,10 @@ def evaluate(model: Any, corpus: Path, out_dir: Path, longform: Optional[dict] =
         metrics = run(cfg, model=model)
         return metrics, read_predictions(predictions)
 
+    one_piece = isinstance(model, AlignerEncoderModel)
+    plain = model.cfg.get("longform") if one_piece else None
+    if one_piece:  # the plain columns read every file whole, whatever `enabled` says (auto routes long audio)
+        set_longform(model, {"enabled": False})
     results = {}
     for split in SPLITS:
         metrics, entries = score(split)
@@ -81,7 +85,7 @@ def evaluate(model: Any, corpus: Path, out_dir: Path, longform: Optional[dict] =
     if not isinstance(model, AlignerEncoderModel):
         return results
     greedy = OmegaConf.to_container(model.cfg.decoding)
-    beam, plain = {**greedy, "strategy": "beam"}, model.cfg.get("longform")
+    beam = {**greedy, "strategy": "beam"}
     # (result key, decoding, long-form on, splits): beam on every split, then long-form greedy and beam
     for key, decoding, chunked, splits in (
         ("beam", beam, False, SPLITS),

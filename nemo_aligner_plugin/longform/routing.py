@@ -47,11 +47,13 @@ def routable_audio(audio) -> Optional[list]:
 
 
 def trained_seconds(model) -> tuple[Optional[float], str]:
-    """The longest audio the model was trained on, and where that number comes from: the 99th percentile of its
-    training utterances (``train_durations``, written when training ends), else ``train_ds.max_duration``."""
+    """The longest audio the model was trained on, and where that number comes from: its longest training
+    utterance (``train_durations.max_seconds``, written when training starts), else ``train_ds.max_duration``.
+    Not a percentile: on the demo's dev split, routing the 1% of utterances above the 99th percentile through
+    long-form cost 1.5 WER points (docs/results/2026-12-04-reshape-demo.md)."""
     durations = model.cfg.get("train_durations") or {}
-    if durations.get("p99_seconds"):
-        return float(durations["p99_seconds"]), "train_durations.p99_seconds"
+    if durations.get("max_seconds"):
+        return float(durations["max_seconds"]), "train_durations.max_seconds"
     max_duration = (model.cfg.get("train_ds") or {}).get("max_duration")
     if max_duration:
         return float(max_duration), "train_ds.max_duration"
@@ -79,17 +81,35 @@ def _warn_once(model, kind: str, message: str) -> None:
 
 
 def _manifest_lengths(path: str) -> list[tuple[str, float]]:
-    """(audio path, duration) of each manifest line that states a duration."""
-    with open(path, encoding="utf-8") as f:
-        rows = [json.loads(line) for line in f if line.strip()]
-    return [(str(r.get("audio_filepath")), float(r["duration"])) for r in rows if r.get("duration") is not None]
+    """(audio path, duration) of each manifest line that states one; unreadable lines and files are left to the
+    input checks, which name them."""
+    lengths = []
+    try:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                try:
+                    row = json.loads(line)
+                    lengths.append((str(row["audio_filepath"]), float(row["duration"])))
+                except (ValueError, KeyError, TypeError):
+                    continue
+    except (OSError, UnicodeDecodeError):
+        return []
+    return lengths
+
+
+def _seconds_or_none(item: AudioInput, sample_rate: int) -> Optional[float]:
+    try:
+        return audio_seconds(item, sample_rate)
+    except Exception:  # missing or unreadable: the input checks name it
+        return None
 
 
 def _lengths(audio: Any, sample_rate: int) -> list[tuple[str, float]]:
     """(name, seconds) of what ``transcribe()`` was given, as far as it can be known cheaply (not DataLoaders)."""
     items = routable_audio(audio)
     if items is not None:
-        return [(_name(item, i), audio_seconds(item, sample_rate)) for i, item in enumerate(items)]
+        seconds = [_seconds_or_none(item, sample_rate) for item in items]
+        return [(_name(item, i), s) for i, (item, s) in enumerate(zip(items, seconds, strict=True)) if s is not None]
     manifests = [audio] if isinstance(audio, str) else audio if isinstance(audio, (list, tuple)) else []
     return [
         length

@@ -158,9 +158,9 @@ def test_model_transcribe_routes_long_audio_when_configured(trained_nemo, tone_m
     ("enabled", "train_durations", "routed"),
     [
         (True, None, [0]),  # longer than chunk_seconds (2 s)
-        ("auto", {"p99_seconds": 1.5}, [0, 1]),  # longer than the trained length: 3 s and 1.6 s
+        ("auto", {"max_seconds": 1.5}, [0, 1]),  # longer than the trained length: 3 s and 1.6 s
         ("auto", None, []),  # trained length = train_ds.max_duration (20 s)
-        (False, {"p99_seconds": 1.5}, []),
+        (False, {"max_seconds": 1.5}, []),
     ],
 )
 def test_routing_threshold_follows_enabled_and_the_trained_length(tokenizer_dir, enabled, train_durations, routed):
@@ -268,13 +268,13 @@ def test_long_audio_that_cannot_take_long_form_warns_once(tokenizer_dir, tmp_pat
     warnings: list[str] = []
     monkeypatch.setattr(routing.logging, "warning", warnings.append)
     with open_dict(model.cfg):
-        model.cfg.train_durations = {"p99_seconds": 2.0}
+        model.cfg.train_durations = {"max_seconds": 2.0}
         model.cfg.longform = {"enabled": False}
     long, short = np.zeros(3 * SAMPLE_RATE, dtype=np.float32), np.zeros(SAMPLE_RATE, dtype=np.float32)
     assert routing.longform_items(model, [short]) is None and warnings == []
     assert routing.longform_items(model, [short, long]) is None and routing.longform_items(model, [long]) is None
     (message,) = warnings  # once per model
-    assert "audio[1] is 3.0 s" in message and "2.0 s" in message and "train_durations.p99_seconds" in message
+    assert "audio[1] is 3.0 s" in message and "2.0 s" in message and "train_durations.max_seconds" in message
     assert "model.cfg.longform.enabled = True" in message and "longform.enabled=true" in message
 
     with open_dict(model.cfg):
