@@ -17,6 +17,7 @@ import soundfile
 __all__ = [
     "LIBSNDFILE_EXTENSIONS",
     "MAX_SAMPLE_MAGNITUDE",
+    "MAX_SAMPLE_RATE",
     "MIN_SAMPLE_RATE",
     "SampleScan",
     "audio_problem",
@@ -31,9 +32,11 @@ SCAN_BLOCK_FRAMES = 1 << 20  # frames read at a time when scanning samples
 # per utterance). A sample beyond this is a corrupt file (one flipped exponent bit makes 1e27); from about 1e16
 # the power spectrum overflows to inf, and the transcript is a row of unknown tokens, as with NaN samples.
 MAX_SAMPLE_MAGNITUDE = 1e6
-# No audio a speech model reads is recorded below this (telephony: 8 kHz). A lower rate is a damaged header, and
-# resampling it to 16 kHz multiplies its samples (a 1 Hz header made 7 hours of "audio", then a failed allocation).
+# Sample rates of real recordings lie between these (telephony: 8 kHz; the fastest converters: 768 kHz); one
+# outside is a damaged header. Resampled to 16 kHz, a 1 Hz header made 7 hours of "audio" and a failed allocation;
+# from 22,312,341 Hz, Lhotse's polyphase resampler asked for 3.3 and 29 GiB.
 MIN_SAMPLE_RATE = 1000
+MAX_SAMPLE_RATE = 768_000
 
 
 def resolve_audio_path(audio_filepath: str, manifest: Path) -> str:
@@ -58,10 +61,10 @@ def audio_problem(path: str) -> tuple[Optional[Any], Optional[str]]:
         if Path(path).suffix.lower() not in LIBSNDFILE_EXTENSIONS:
             return None, None
         return None, f"cannot read audio file {path}: {err} (corrupt or truncated header?)"
-    if info.samplerate < MIN_SAMPLE_RATE:
-        return (
-            None,
-            f"sample rate {info.samplerate} Hz in the header of {path}: no audio is that slow (corrupt header?)",
+    if not MIN_SAMPLE_RATE <= info.samplerate <= MAX_SAMPLE_RATE:
+        return None, (
+            f"sample rate {info.samplerate} Hz in the header of {path}: outside the {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE}"
+            " Hz of real recordings (corrupt header?)"
         )
     return info, None
 

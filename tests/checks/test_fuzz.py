@@ -26,6 +26,7 @@ from fuzz_helpers import (
     AUDIO_CASES,
     BASE_LINES,
     MANIFEST_CASES,
+    AudioCase,
     ManifestCase,
     write_audio_case,
     write_manifest_case,
@@ -47,14 +48,17 @@ UNKNOWN = "\u2047"  # "⁇": sentencepiece's rendering of <unk>
 def fuzz(strategy, check: Callable, examples: int, seed: int) -> Counter:
     """Run ``check(case, stats)`` on ``examples`` cases drawn from ``strategy`` with ``seed``; returns the stats."""
     stats: Counter = Counter()
+    seen = set()  # hypothesis draws some cases twice (about 8 in 100 here)
 
     @settings(max_examples=examples, database=None, deadline=None, suppress_health_check=list(HealthCheck))
     @hypothesis_seed(seed)
     @given(case=strategy)
     def run(case):
+        seen.add(repr(case))
         check(case, stats)
 
     run()
+    stats["distinct cases"] = len(seen)
     return stats
 
 
@@ -257,6 +261,41 @@ def fuzz_audio(model, folder: Path, examples: int, seed: int) -> Counter:
     finally:
         with open_dict(model.cfg):
             model.cfg.longform.enabled = False
+
+
+@pytest.mark.unit
+def test_the_audio_that_used_to_fail(tmp_path, tiny_model):
+    """Found by the audio fuzz before the fixes in checks/audio.py: each is now an error naming the file."""
+    samples = sf.read(FIXTURE / "seen0.wav", dtype="float32")[0]
+    flac = write_audio_case(AudioCase("flac", ".flac", (("truncate", 1168),)), samples, tmp_path / "cut")
+    huge = write_audio_case(AudioCase("float32", ".wav", (("sample", 0, 1.2e27),)), samples, tmp_path / "huge")
+    slow = write_audio_case(AudioCase("pcm16", ".wav", (("field", "rate", 1),)), samples, tmp_path / "slow")
+    fast = write_audio_case(AudioCase("pcm16", ".wav", (("field", "rate", 22312341),)), samples, tmp_path / "fast")
+    expected = {  # path: (the manifest's --samples error, the transcribe() error)
+        flac: (f"cannot read the samples of {flac}: Internal psf_fseek() failed. (truncated or corrupt data?)",) * 2,
+        huge: (
+            f"samples up to 1.2e+27 in {huge}: corrupt data that overflows to inf",
+            f"{huge}: samples up to 1.2e+27, which overflow the features to inf (corrupt data)",
+        ),
+        slow: (f"sample rate 1 Hz in the header of {slow}: outside the 1000-768000 Hz of real recordings ",) * 2,
+        fast: (f"sample rate 22312341 Hz in the header of {fast}: outside the 1000-768000 Hz",) * 2,
+    }
+    for path, (manifest_error, transcribe_error) in expected.items():
+        manifest = tmp_path / "one.json"
+        manifest.write_text(json.dumps({"audio_filepath": str(path), "duration": 1.66, "text": "ab"}) + "\n")
+        problems = checks.validate_manifest(manifest, audio=True, samples=True)
+        assert [p.message for p in problems if p.severity == "error"][0].startswith(manifest_error), problems
+        with open_dict(tiny_model.cfg):
+            tiny_model.cfg.longform.enabled = True  # the 1 Hz header: 7 hours of long-form, a failed allocation
+        try:
+            with pytest.raises(checks.AudioInputError) as err:  # Lhotse: the 22 MHz header, a 29 GiB filter
+                tiny_model.transcribe([str(path)], batch_size=1, verbose=False, use_lhotse=True)
+        finally:
+            with open_dict(tiny_model.cfg):
+                tiny_model.cfg.longform.enabled = False
+        assert f"  {transcribe_error}" in str(err.value), str(err.value)
+    with pytest.raises(checks.NonFiniteAudioError, match=r"array 0 \(3 samples\): samples up to 1\.2e\+27"):
+        tiny_model.transcribe([np.array([0.1, 1.2e27, 0.0], np.float32)], verbose=False)
 
 
 @pytest.mark.unit
