@@ -2,7 +2,7 @@
 # Each installs what it needs when it is missing and is quick when it is there:
 #   - a virtualenv in .venv/ (python3 -m venv; Debian's python3-venv through apt-get when venv is missing),
 #   - in it torch==2.13.0 first (an unpinned torch pulls a multi-GB CUDA build), then this package with its
-#     test and plot extras (nemo_toolkit[asr] 3.0, sentencepiece, jiwer, pytest, ruff, matplotlib),
+#     test and plot extras (nemo_toolkit[asr] 3.0, sentencepiece, jiwer, pytest, hypothesis, ruff, matplotlib),
 #   - espeak-ng (the demo's speech synthesizer; the tests build a small corpus with it) through apt-get.
 # Use your own environment instead: `make test PYTHON=python` (installs into it when imports fail).
 VENV ?= .venv
@@ -60,7 +60,7 @@ $(VENV)/.deps-installed: setup.py | $(VENV)/bin/python
 	@touch $@
 
 .deps-installed: setup.py
-	@$(PYTHON) -c "import torch, nemo, jiwer, pytest, nemo_aligner_plugin" 2>/dev/null || { \
+	@$(PYTHON) -c "import torch, nemo, jiwer, pytest, hypothesis, nemo_aligner_plugin" 2>/dev/null || { \
 		echo "make: installing $(TORCH_PIN) and this package into $$($(PYTHON) -c 'import sys; print(sys.prefix)')"; \
 		$(PYTHON) -m pip install -q $(TORCH_PIN) && $(PYTHON) -m pip install -q -e ".[test,plot]"; }
 	@touch $@

@@ -219,6 +219,8 @@ class AlignerEncoderModel(
         if (input_signal is None) == (processed_signal is None):
             raise ValueError("Pass exactly one of input_signal or processed_signal (with its length).")
         if processed_signal is None:
+            if input_signal.shape[-1] == 0:  # only empty audio: NeMo's preemphasis reads sample 0; lengths stay 0
+                input_signal = torch.nn.functional.pad(input_signal, (0, 1))
             if self.reverse_audio:
                 input_signal = reverse_within_length(input_signal, input_signal_length)
             processed_signal, processed_signal_length = self.preprocessor(

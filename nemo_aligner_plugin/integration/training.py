@@ -32,13 +32,14 @@ def run_training(
     """Train ``build_model(trainer, log_dir)`` as configured; returns the summary written next to the .nemo."""
     logging.info(f"Hydra config:\n{OmegaConf.to_yaml(cfg)}")
     checks.check_training_config(cfg)
+    checks.check_dataset_manifests(cfg.model)  # before anything reads or writes them: file:line errors, nothing written
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
     trainer = pl.Trainer(**resolve_trainer_cfg(cfg.trainer), callbacks=callbacks or None)
     log_dir = exp_manager(trainer, cfg.get("exp_manager", None))
     log_dir = Path(log_dir) if log_dir is not None else None
     model = build_model(trainer, log_dir)
-    checks.check_dataset_manifests(model.cfg, tokenizer=model.tokenizer)
+    checks.check_dataset_manifests(model.cfg, tokenizer=model.tokenizer)  # again with the tokenizer: unknown chars
     start = time.perf_counter()
     trainer.fit(model)
     train_seconds = time.perf_counter() - start
