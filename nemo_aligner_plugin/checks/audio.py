@@ -21,6 +21,7 @@ __all__ = [
     "MIN_SAMPLE_RATE",
     "SampleScan",
     "audio_problem",
+    "lhotse_unreadable",
     "resolve_audio_path",
     "scan_samples",
 ]
@@ -67,6 +68,22 @@ def audio_problem(path: str) -> tuple[Optional[Any], Optional[str]]:
             " Hz of real recordings (corrupt header?)"
         )
     return info, None
+
+
+def lhotse_unreadable(path: str) -> Optional[str]:
+    """Why Lhotse cannot read a file libsndfile reads, or None. Lhotse seeks, and libsndfile cannot seek in G.721 or
+    GSM 6.10 data: Lhotse drops such a file with a warning, and a batch of only such files fails in collation."""
+    try:
+        with soundfile.SoundFile(path) as f:
+            if f.seekable():
+                return None
+            subtype = f.subtype
+    except Exception:  # unreadable: audio_problem names it
+        return None
+    return (
+        f"Lhotse cannot read {path}: libsndfile cannot seek in its {subtype} data; convert it to PCM "
+        "(sox in.wav -e signed-integer out.wav)"
+    )
 
 
 @dataclass(frozen=True)

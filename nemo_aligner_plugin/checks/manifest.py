@@ -17,7 +17,7 @@ from typing import Any, Optional
 from nemo.utils import logging
 from omegaconf import DictConfig
 
-from nemo_aligner_plugin.checks.audio import audio_problem, resolve_audio_path, scan_samples
+from nemo_aligner_plugin.checks.audio import audio_problem, lhotse_unreadable, resolve_audio_path, scan_samples
 from nemo_aligner_plugin.checks.manifest_lines import (
     MAX_LINE_BYTES,
     is_number,
@@ -107,6 +107,8 @@ def _audio_line_problems(entry: dict, path: str, sample_rate: Optional[int], sam
         out.append(("warning", f"{info.samplerate} Hz audio, resampled to {sample_rate} Hz when loaded{lost}"))
     if info.channels > 1:
         out.append(("warning", f"{info.channels} channels: averaged to mono when loaded (channel_selector picks one)"))
+    if why := lhotse_unreadable(path):
+        out.append(("warning", f"{why} (the legacy loader reads it)"))
     if samples:
         scan = scan_samples(path)
         if scan.error:

@@ -17,7 +17,13 @@ import numpy as np
 import torch
 from nemo.utils import logging
 
-from nemo_aligner_plugin.checks.audio import MAX_SAMPLE_MAGNITUDE, audio_problem, resolve_audio_path, scan_samples
+from nemo_aligner_plugin.checks.audio import (
+    MAX_SAMPLE_MAGNITUDE,
+    audio_problem,
+    lhotse_unreadable,
+    resolve_audio_path,
+    scan_samples,
+)
 from nemo_aligner_plugin.checks.manifest import listing, validate_manifest
 
 __all__ = [
@@ -214,10 +220,11 @@ def _manifest_audio(manifest: str) -> list[str]:
     return [resolve_audio_path(row["audio_filepath"], Path(manifest)) for row in rows]
 
 
-def check_transcribe_inputs(model: Any, audio: Any, check_duration: bool = True) -> None:
+def check_transcribe_inputs(model: Any, audio: Any, check_duration: bool = True, use_lhotse: bool = False) -> None:
     """Checks for ``transcribe(audio)`` before NeMo reads anything. File paths: missing, empty, unreadable,
-    NaN/inf samples (errors), below the model's sample rate (a warning), too long; a manifest path: its lines,
-    then the same for its audio (length not checked); 1-D arrays: NaN/inf, too long. DataLoaders pass unchecked.
+    NaN/inf samples, with ``use_lhotse`` files Lhotse cannot read (errors), below the model's sample rate (a
+    warning), too long; a manifest path: its lines, then the same for its audio (length not checked); 1-D arrays:
+    NaN/inf, too long. DataLoaders pass unchecked.
     """
     items = [audio] if isinstance(audio, (str, os.PathLike, np.ndarray, torch.Tensor)) else audio
     if not isinstance(items, (list, tuple)) or not items:
@@ -232,6 +239,8 @@ def check_transcribe_inputs(model: Any, audio: Any, check_duration: bool = True)
         paths = [str(i) for i in items if isinstance(i, (str, os.PathLike))]
         arrays = [i for i in items if isinstance(i, (np.ndarray, torch.Tensor))]
     durations = check_audio_files(paths)
+    if use_lhotse:
+        _raise_unreadable([why for why in map(lhotse_unreadable, paths) if why], len(paths) + len(arrays))
     check_finite_samples(paths, arrays)
     warn_low_sample_rate(paths, int(model.cfg.sample_rate))
     if not check_duration:

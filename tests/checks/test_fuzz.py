@@ -177,11 +177,6 @@ def test_fuzzed_train_manifests_refused_up_front(corpus, tokenizer):
 
 
 @pytest.mark.unit
-@pytest.mark.xfail(
-    strict=True,
-    reason="run_training builds the model (NeMo's legacy dataset parses the manifest: RuntimeError 'Failed to parse "
-    "some lines from manifest files', no line number) before check_dataset_manifests; notes/requests-h6.md",
-)
 def test_training_recipe_refuses_a_fuzzed_manifest_before_writing(tmp_path, corpus, tokenizer_dir):
     """The shared training loop (recipes/train_aligner.py) on broken train manifests: ``ManifestError`` naming
     file and line, before any step; no checkpoint and no .nemo written."""
@@ -236,9 +231,6 @@ def check_audio_case(case, longform: bool, use_lhotse: bool, model, folder: Path
     stats["audio files"] += 1
     stats["unreadable by the checks"] += problem is not None
     stats["manifest problems"] += len(report.problems)
-    if info is not None and info.frames == 0:  # alone in a batch: test_a_zero_length_file_alone_transcribes
-        stats["zero-length (not transcribed)"] += 1
-        return
     with open_dict(model.cfg):
         model.cfg.longform.enabled = longform
     try:
@@ -299,11 +291,34 @@ def test_the_audio_that_used_to_fail(tmp_path, tiny_model):
 
 
 @pytest.mark.unit
+def test_a_file_lhotse_cannot_seek_in(tmp_path, tiny_model):
+    """A WAV of G.721 data (the fuzz made one by changing the format code): libsndfile reads it but cannot seek in
+    it, so Lhotse drops it and a batch of only it fails in collation (``max() arg is an empty sequence``)."""
+    samples = sf.read(FIXTURE / "seen0.wav", dtype="float32")[0]
+    path = str(write_audio_case(AudioCase("pcm16", ".wav", (("field", "format", 64),)), samples, tmp_path / "g721"))
+    why = f"Lhotse cannot read {path}: libsndfile cannot seek in its G721_32 data; convert it to PCM"
+    manifest = tmp_path / "one.json"
+    manifest.write_text(json.dumps({"audio_filepath": path, "duration": 6.645, "text": "ab"}) + "\n")
+    assert [p.message for p in checks.validate_manifest(manifest, audio=True)][0].startswith(why)
+    with pytest.raises(checks.AudioInputError, match=why):
+        checks.check_transcribe_inputs(tiny_model, [path], use_lhotse=True)
+    checks.check_transcribe_inputs(tiny_model, [path], use_lhotse=False)  # the legacy loader reads it
+    assert len(tiny_model.transcribe([path], verbose=False, use_lhotse=False)) == 1
+
+
+@pytest.mark.unit
 @pytest.mark.xfail(
     strict=True,
-    reason="a batch of only empty audio reaches NeMo's preprocessor as (B, 0): IndexError in preemphasis; "
-    "AlignerEncoderModel.forward needs to pad it to one sample (notes/requests-h6.md)",
+    reason="transcribe() does not pass use_lhotse to checks.check_transcribe_inputs yet (notes/requests-h6.md)",
 )
+def test_transcribe_with_lhotse_names_a_file_it_cannot_seek_in(tmp_path, tiny_model):
+    samples = sf.read(FIXTURE / "seen0.wav", dtype="float32")[0]
+    path = str(write_audio_case(AudioCase("pcm16", ".wav", (("field", "format", 64),)), samples, tmp_path / "g721"))
+    with pytest.raises(checks.AudioInputError, match=f"Lhotse cannot read {path}"):
+        tiny_model.transcribe([path], verbose=False, use_lhotse=True)
+
+
+@pytest.mark.unit
 @pytest.mark.parametrize("use_lhotse", [False, True], ids=["legacy", "lhotse"])
 def test_a_zero_length_file_alone_transcribes_to_empty(tmp_path, tiny_model, use_lhotse):
     """A valid WAV with no samples: "" (as in a batch with other files, and as docs/troubleshooting.md says)."""
