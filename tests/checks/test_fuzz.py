@@ -3,10 +3,15 @@ every input gets ``file:line`` problems or passes, a clear error naming the file
 exception, and never the unknown-token row ``⁇``.
 
 Cases are hypothesis strategies over mutation operations (tests/fuzz_helpers.py), run from a fixed seed in the
-default suite; the slow suite runs 10,000 manifests and 1,000 audio files from a fresh seed, printed with the
-figures (``FUZZ_SEED=<seed>`` reruns one). Found by them before the fixes in checks/manifest_lines.py: a
-400-digit integer duration (``OverflowError`` from ``math.isfinite``), a 5,000-digit number (``ValueError``: Python's
-int-string limit), arrays nested 5,000 deep (``RecursionError``), ``/dev/zero`` as the manifest (read without end).
+default suite; the slow suite runs 10,000 manifests, 2,000 train manifests and 1,000 audio files from a fresh seed,
+printed with the figures (``FUZZ_SEED=<seed>`` reruns one). What they found, each now a problem or an error naming
+the file (checks/manifest_lines.py, checks/audio.py): a 400-digit integer duration (``OverflowError`` from
+``math.isfinite``), a 5,000-digit number (``ValueError``: Python's int-string limit), arrays nested 5,000 deep
+(``RecursionError``), ``/dev/zero`` as the manifest (read without end); a FLAC cut short (``LibsndfileError`` while
+scanning samples), one float sample of 1.2e27 (a row of ``⁇``), a 1 Hz header with long-form on (7 hours of audio,
+a failed allocation), a 22 MHz header with Lhotse (a 29 GiB resampling filter), G.721 data with Lhotse (an empty
+batch: ``max() arg is an empty sequence``); and, fixed outside the checks, a manifest NeMo's dataset read before
+the checks did, and a batch of only empty audio (``IndexError`` in NeMo's preemphasis).
 """
 
 from __future__ import annotations
@@ -57,7 +62,12 @@ def fuzz(strategy, check: Callable, examples: int, seed: int) -> Counter:
         seen.add(repr(case))
         check(case, stats)
 
-    run()
+    try:
+        run()
+    except BaseException as err:  # name the seed next to hypothesis's falsifying example
+        if hasattr(err, "add_note"):  # Python 3.11+
+            err.add_note(f"fuzz seed {seed} (rerun the slow suite with FUZZ_SEED={seed})")
+        raise
     stats["distinct cases"] = len(seen)
     return stats
 
