@@ -82,7 +82,7 @@ class AlignerTranscriptionMixin:
             augmentor=kwargs["augmentor"],
             timestamps=bool(kwargs["timestamps"] or self.cfg.decoding.get("compute_timestamps")),
         )
-        checks.check_transcribe_inputs(self, audio, check_duration=items is None)
+        checks.check_transcribe_inputs(self, audio, check_duration=items is None, use_lhotse=kwargs["use_lhotse"])
         if items is None:
             return plain(audio)
         return transcribe_routed(self, items, None, plain, batch_size=batch_size, verbose=kwargs["verbose"])

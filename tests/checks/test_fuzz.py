@@ -317,10 +317,6 @@ def test_a_file_lhotse_cannot_seek_in(tmp_path, tiny_model):
 
 
 @pytest.mark.unit
-@pytest.mark.xfail(
-    strict=True,
-    reason="transcribe() does not pass use_lhotse to checks.check_transcribe_inputs yet (notes/requests-h6.md)",
-)
 def test_transcribe_with_lhotse_names_a_file_it_cannot_seek_in(tmp_path, tiny_model):
     samples = sf.read(FIXTURE / "seen0.wav", dtype="float32")[0]
     path = str(write_audio_case(AudioCase("pcm16", ".wav", (("field", "format", 64),)), samples, tmp_path / "g721"))
