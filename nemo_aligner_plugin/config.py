@@ -156,7 +156,7 @@ class TrainDurations:
 
 
 @dataclass
-class HeadOptions:
+class HeadFlags:
     """The top-level flags of an aligner's ``model`` section."""
 
     aligner_type: str = "ar"  # ar: prediction network + joint (the paper's Aligner) | nonar: per-frame classifier
@@ -164,6 +164,21 @@ class HeadOptions:
     log_prediction: bool = True  # log one reference/prediction pair at validation
     compute_eval_loss: bool = True  # compute val_loss in validation
     use_cer: bool = False  # report CER instead of WER as val_wer
+
+    def __post_init__(self) -> None:
+        if self.aligner_type not in ALIGNER_TYPES:
+            raise ValueError(f"model.aligner_type must be one of {ALIGNER_TYPES}, got {self.aligner_type!r}")
+
+    @classmethod
+    def read(cls, model_cfg: Mapping) -> HeadFlags:
+        """The flags as given in ``model_cfg``, defaults for the missing ones."""
+        return cls(**{f.name: model_cfg[f.name] for f in fields(cls) if model_cfg.get(f.name) is not None})
+
+
+@dataclass
+class HeadOptions:
+    """The sizes of a fresh prediction network and joint (``from_asr_model``)."""
+
     pred_hidden: int = 640  # prediction-network (LSTM) size: model_defaults.pred_hidden
     joint_hidden: int = 640  # joint hidden size: model_defaults.joint_hidden
     pred_rnn_layers: int = 1  # LSTM layers of the prediction network
@@ -227,11 +242,8 @@ def head_defaults() -> dict[str, Any]:
     from nemo_aligner_plugin.decoding.strategies import AlignerDecodingConfig
 
     head, optim = HeadOptions(), FinetuneOptim()
-    flags = {f.name: getattr(head, f.name) for f in fields(HeadOptions)}
-    for name in ("pred_hidden", "joint_hidden", "pred_rnn_layers", "dropout"):
-        flags.pop(name)
     return {
-        **flags,
+        **asdict(HeadFlags()),
         "model_defaults": {"pred_hidden": head.pred_hidden, "joint_hidden": head.joint_hidden},
         "decoder": {
             "_target_": "nemo.collections.asr.modules.RNNTDecoder",

@@ -31,7 +31,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from nemo_aligner_plugin import checks
 from nemo_aligner_plugin.augment import BatchAugmentation, reverse_within_length
-from nemo_aligner_plugin.config import ALIGNER_TYPES, read_section
+from nemo_aligner_plugin.config import HeadFlags, read_section
 from nemo_aligner_plugin.decoding.nemo_glue import AlignerBPEDecoding
 from nemo_aligner_plugin.decoding.strategies import STRATEGIES, normalize_decoding_cfg
 from nemo_aligner_plugin.integration import finetune
@@ -57,9 +57,8 @@ class AlignerEncoderModel(
     def __init__(self, cfg: DictConfig, trainer: Optional[Trainer] = None):
         cfg = model_utils.convert_model_config_to_dict_config(cfg)
         cfg = model_utils.maybe_update_config_version(cfg)
-        self.aligner_type = cfg.get("aligner_type", "ar")
-        if self.aligner_type not in ALIGNER_TYPES:
-            raise ValueError(f"model.aligner_type must be one of {ALIGNER_TYPES}, got {self.aligner_type!r}")
+        flags = HeadFlags.read(cfg)
+        self.aligner_type = flags.aligner_type
         autoregressive = self.aligner_type == "ar"
         required = ("tokenizer", "preprocessor", "encoder") + (("decoder", "joint") if autoregressive else ())
         for key in required:
@@ -107,7 +106,7 @@ class AlignerEncoderModel(
         # Utterances the main loss could not align, counted apart: validation's never reach the training summary.
         self.skipped_train = SkippedUtterances("training")
         self.skipped_val = SkippedUtterances("validation", warn=False)
-        self.compute_eval_loss = self.cfg.get("compute_eval_loss", True)
+        self.compute_eval_loss = flags.compute_eval_loss
         self.aux_ctc_weight = options["aux_ctc"].weight
         self.aux_ctc = None
         if self.aux_ctc_weight > 0:
@@ -117,7 +116,8 @@ class AlignerEncoderModel(
         if self.aux_aligner_weight > 0:  # the same decoder and joint, fed an intermediate layer's frames
             self.aux_aligner_tap = LayerTap(self.encoder, options["aux_aligner"].layer, owner="aux_aligner")
             self.aux_aligner_loss = AlignerLoss(eos_id=self.eos_id, **loss_options)
-        self.reverse_audio = bool(self.cfg.get("reverse_audio", False))
+        self.reverse_audio = flags.reverse_audio
+        self.flags = flags
         self.augmentation = BatchAugmentation(
             read_section(self.cfg, "concat_utterances"), read_section(self.cfg, "silence_padding"), self.cfg.sample_rate
         )
@@ -152,8 +152,8 @@ class AlignerEncoderModel(
         self.wer = WER(
             decoding=self.decoding,
             batch_dim_index=0,
-            use_cer=self.cfg.get("use_cer", False),
-            log_prediction=self.cfg.get("log_prediction", True),
+            use_cer=self.flags.use_cer,
+            log_prediction=self.flags.log_prediction,
             dist_sync_on_step=True,
         )
 
