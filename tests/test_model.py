@@ -174,3 +174,11 @@ def test_train_durations_are_recorded_from_the_admitted_training_utterances(toke
     model = AlignerEncoderModel(cfg.model)
     model.on_train_start()
     assert model.cfg.train_durations.num_utterances == 4 and model.cfg.train_durations.max_seconds == 3.0
+
+
+@pytest.mark.unit
+def test_unknown_aligner_type_and_section_keys_are_named(tokenizer_dir):
+    with pytest.raises(ValueError, match="model.aligner_type must be one of"):
+        AlignerEncoderModel(tiny_cfg(tokenizer_dir, model={"aligner_type": "diagonal"}).model)
+    with pytest.raises(ValueError, match=r"model.loss has unknown key\(s\) \['smoothing'\]"):
+        AlignerEncoderModel(tiny_cfg(tokenizer_dir, model={"loss": {"smoothing": 0.1}}).model)
