@@ -226,10 +226,10 @@ def read_section(model_cfg: Mapping, key: str) -> Any:
     given = model_cfg.get(key) or {}
     given = OmegaConf.to_container(given, resolve=True) if isinstance(given, DictConfig) else dict(given)
     known = {f.name for f in fields(cls)}
-    unknown = sorted(set(given) - known - {"enabled"} if cls is LongformConfig else set(given) - known)
+    unknown = sorted(set(given) - known)
     if unknown:
         raise ValueError(f"model.{key} has unknown key(s) {unknown}; known: {sorted(known)}")
-    return cls(**{k: v for k, v in given.items() if k in known})
+    return cls(**given)
 
 
 def section_defaults(key: str) -> dict[str, Any]:
