@@ -23,6 +23,7 @@ import torch
 from nemo.collections.asr.parts.submodules.multi_head_attention import RelPositionMultiHeadAttentionLongformer
 from nemo.collections.asr.parts.utils.timestamp_utils import get_segment_offsets, get_words_offsets
 
+from nemo_aligner_plugin.eval_mode import eval_mode
 from nemo_aligner_plugin.frames import encoder_frame_seconds
 
 __all__ = [
@@ -103,14 +104,9 @@ def capture_attention(
     head_average: bool = False,
 ) -> AttentionMaps:
     """Run the encoder on audio (B, samples) with lengths (B,) in eval mode and return its attention maps."""
-    was_training = model.training
-    model.eval()
     device = next(model.parameters()).device
-    try:
-        with recording_attention(model.encoder, layers, head_average) as records:
-            _, encoded_len = model(input_signal=audio.to(device), input_signal_length=audio_lens.to(device))
-    finally:
-        model.train(was_training)
+    with eval_mode(model, no_grad=False), recording_attention(model.encoder, layers, head_average) as records:
+        _, encoded_len = model(input_signal=audio.to(device), input_signal_length=audio_lens.to(device))
     order = sorted(records) if layers is None else list(layers)
     return AttentionMaps(probs=[records[i] for i in order], encoded_len=encoded_len.cpu(), layers=order)
 

@@ -25,6 +25,7 @@ from nemo_aligner_plugin.checks.audio import (
     scan_samples,
 )
 from nemo_aligner_plugin.checks.manifest import listing, validate_manifest
+from nemo_aligner_plugin.frames import encoder_frame_seconds
 
 __all__ = [
     "AudioInputError",
@@ -155,8 +156,7 @@ def transcribe_limit_seconds(model: Any) -> float:
 def _attention_bytes(model: Any, seconds: float) -> float:
     """Bytes of one (heads x T x T) float32 attention score tensor for ``seconds`` of audio."""
     cfg = model.cfg
-    frame_s = float(cfg.preprocessor.get("window_stride", 0.01)) * int(cfg.encoder.get("subsampling_factor", 4))
-    frames = seconds / frame_s
+    frames = seconds / encoder_frame_seconds(cfg)
     return 4.0 * int(cfg.encoder.get("n_heads", 8)) * frames * frames
 
 
