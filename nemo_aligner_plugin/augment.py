@@ -14,7 +14,8 @@ import math
 
 import torch
 
-from nemo_aligner_plugin.config import ConcatUtterancesConfig, SilencePaddingConfig, seconds_range
+from nemo_aligner_plugin.config import ConcatUtterancesConfig, NonSpeechConfig, SilencePaddingConfig, seconds_range
+from nemo_aligner_plugin.nonspeech import NonSpeechRows
 
 __all__ = ["BatchAugmentation", "concatenate_utterances", "pad_silence", "reverse_within_length", "stochastic_round"]
 
@@ -156,13 +157,21 @@ def _pad_rows(rows: list[torch.Tensor], lens_like: torch.Tensor) -> tuple[torch.
 
 
 class BatchAugmentation:
-    """The training-batch augmentations of ``model.concat_utterances`` and ``model.silence_padding``, in order.
+    """The training-batch augmentations of ``model.nonspeech``, ``model.concat_utterances`` and
+    ``model.silence_padding``, in that order: a non-speech row may be joined with speech, as pauses are in real audio.
 
     B: batch size, S: audio samples, U: tokens.
     """
 
-    def __init__(self, concat: ConcatUtterancesConfig, padding: SilencePaddingConfig, sample_rate: int):
+    def __init__(
+        self,
+        concat: ConcatUtterancesConfig,
+        padding: SilencePaddingConfig,
+        sample_rate: int,
+        nonspeech: NonSpeechConfig | None = None,
+    ):
         self.concat, self.padding = concat, padding
+        self.nonspeech = NonSpeechRows(nonspeech or NonSpeechConfig(), sample_rate)
         low, high = seconds_range(concat.gap_seconds, "model.concat_utterances.gap_seconds")
         self.gap_samples = (int(low * sample_rate), int(high * sample_rate))
         if isinstance(concat.gap_seconds, (int, float)):
@@ -170,10 +179,18 @@ class BatchAugmentation:
         self.pad_samples = (int(padding.min_seconds * sample_rate), int(padding.max_seconds * sample_rate))
 
     def __call__(
-        self, audio: torch.Tensor, audio_lens: torch.Tensor, tokens: torch.Tensor, token_lens: torch.Tensor, step: int
+        self,
+        audio: torch.Tensor,
+        audio_lens: torch.Tensor,
+        tokens: torch.Tensor,
+        token_lens: torch.Tensor,
+        step: int,
+        rank: int = 0,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(B, S), (B,), (B, U), (B,) at training step ``step`` -> the augmented batch (rows may be fewer)."""
+        """(B, S), (B,), (B, U), (B,) at training step ``step`` on DDP rank ``rank`` -> the augmented batch (rows
+        may be fewer)."""
         concat, padding = self.concat, self.padding
+        audio, audio_lens, tokens, token_lens = self.nonspeech(audio, audio_lens, tokens, token_lens, step, rank)
         if concat.fraction > 0 and step >= concat.start_step:
             fraction = concat.fraction
             if concat.mode == "whole_batches":  # all rows joined in that share of the batches, none elsewhere

@@ -7,8 +7,8 @@ sections through these classes, so a default changes here and nowhere else.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
-from typing import Any, Optional, Union
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, List, Optional, Union
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -144,6 +144,41 @@ class SilencePaddingConfig:
         seconds_range([self.min_seconds, self.max_seconds], "model.silence_padding.min/max_seconds")
 
 
+NONSPEECH_TRAIN_KINDS = ("silence", "white", "pink", "brown", "tone")
+
+
+@dataclass
+class NonSpeechConfig:
+    fraction: float = 0.0  # share of each training batch's rows replaced by non-speech with an empty target (0: off)
+    kinds: List[str] = field(default_factory=lambda: list(NONSPEECH_TRAIN_KINDS))  # generated kinds, drawn uniformly
+    level_dbfs: List[float] = field(default_factory=lambda: [-70.0, -30.0])  # [min, max] RMS level of noise and tones
+    min_seconds: float = 0.5  # shortest non-speech row
+    max_seconds: Optional[float] = None  # longest non-speech row; null: the batch's longest row (no extra padding)
+    manifest_filepath: Optional[str] = None  # a NeMo manifest of your own non-speech audio (noise, music, hold tones)
+    manifest_prob: float = 0.5  # with a manifest: share of the non-speech rows cut from its files (rest generated)
+    seed: int = 0  # rows drawn from (seed, step, rank): the same on a rerun or resume, different on each DDP rank
+    start_step: int = 0  # replace rows only from this training step on
+
+    def __post_init__(self) -> None:
+        from nemo_aligner_plugin.nonspeech import KINDS  # lazy: nonspeech imports this module
+
+        if not 0.0 <= self.fraction <= 1.0:
+            raise ValueError(f"model.nonspeech.fraction={self.fraction}: expected a share in [0, 1]")
+        self.kinds = list(self.kinds)
+        unknown = [k for k in self.kinds if k not in KINDS]
+        if unknown or not self.kinds:
+            raise ValueError(f"model.nonspeech.kinds={self.kinds}: expected a non-empty list from {list(KINDS)}")
+        self.level_dbfs = [float(x) for x in self.level_dbfs]
+        if len(self.level_dbfs) != 2 or not self.level_dbfs[0] <= self.level_dbfs[1] <= 0:
+            raise ValueError(f"model.nonspeech.level_dbfs={self.level_dbfs}: expected [min, max] with min <= max <= 0")
+        high = self.max_seconds if self.max_seconds is not None else self.min_seconds
+        seconds_range([self.min_seconds, high], "model.nonspeech.min/max_seconds")
+        if not 0.0 <= self.manifest_prob <= 1.0:
+            raise ValueError(f"model.nonspeech.manifest_prob={self.manifest_prob}: expected a share in [0, 1]")
+        if self.start_step < 0:
+            raise ValueError(f"model.nonspeech.start_step={self.start_step}: expected a step >= 0")
+
+
 @dataclass
 class TrainDurations:
     """What the model was trained on, written into ``model.train_durations`` when training ends."""
@@ -204,6 +239,7 @@ SECTIONS = {
     "nonar_aux": NonARAuxConfig,
     "concat_utterances": ConcatUtterancesConfig,
     "silence_padding": SilencePaddingConfig,
+    "nonspeech": NonSpeechConfig,
     "longform": LongformConfig,
 }
 

@@ -44,6 +44,7 @@ from nemo_aligner_plugin.modules.joint import diagonal_logits, leading_frames
 from nemo_aligner_plugin.modules.layer_tap import LayerTap
 from nemo_aligner_plugin.modules.nonar_head import NonARHead
 from nemo_aligner_plugin.nemo_logs import quiet_nemo
+from nemo_aligner_plugin.nonspeech import inference_features_for_silent_rows
 from nemo_aligner_plugin.transcription import AlignerTranscriptionMixin
 
 __all__ = ["AlignerEncoderModel"]
@@ -119,7 +120,10 @@ class AlignerEncoderModel(
         self.reverse_audio = flags.reverse_audio
         self.flags = flags
         self.augmentation = BatchAugmentation(
-            read_section(self.cfg, "concat_utterances"), read_section(self.cfg, "silence_padding"), self.cfg.sample_rate
+            read_section(self.cfg, "concat_utterances"),
+            read_section(self.cfg, "silence_padding"),
+            self.cfg.sample_rate,
+            read_section(self.cfg, "nonspeech"),
         )
         read_section(self.cfg, "longform")  # a bad long-form key or value fails here, not at the first long file
         with open_dict(self.cfg):
@@ -226,6 +230,10 @@ class AlignerEncoderModel(
             processed_signal, processed_signal_length = self.preprocessor(
                 input_signal=input_signal, length=input_signal_length
             )
+            if self.training:  # digital silence as inference will see it (NeMo dithers only in training)
+                processed_signal = inference_features_for_silent_rows(
+                    self.preprocessor, input_signal, input_signal_length, processed_signal
+                )
         if self.spec_augmentation is not None and self.training:
             processed_signal = self.spec_augmentation(input_spec=processed_signal, length=processed_signal_length)
         return self.encoder(audio_signal=processed_signal, length=processed_signal_length)
@@ -276,7 +284,7 @@ class AlignerEncoderModel(
     def training_step(self, batch, batch_nb):
         signal, signal_len, transcript, transcript_len = batch[:4]
         signal, signal_len, transcript, transcript_len = self.augmentation(
-            signal, signal_len, transcript, transcript_len, self.global_step
+            signal, signal_len, transcript, transcript_len, self.global_step, getattr(self, "global_rank", 0)
         )
         encoded, encoded_len = self.forward(input_signal=signal, input_signal_length=signal_len)
         pred = self.prediction_states(transcript, transcript_len)  # once, also for the intermediate aligner loss
