@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, List, Optional, Union
+from typing import Any, Optional, Union
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -150,8 +150,8 @@ NONSPEECH_TRAIN_KINDS = ("silence", "white", "pink", "brown", "tone")
 @dataclass
 class NonSpeechConfig:
     fraction: float = 0.0  # share of each training batch's rows replaced by non-speech with an empty target (0: off)
-    kinds: List[str] = field(default_factory=lambda: list(NONSPEECH_TRAIN_KINDS))  # generated kinds, drawn uniformly
-    level_dbfs: List[float] = field(default_factory=lambda: [-70.0, -30.0])  # [min, max] RMS level of noise and tones
+    kinds: list[str] = field(default_factory=lambda: list(NONSPEECH_TRAIN_KINDS))  # generated kinds, drawn uniformly
+    level_dbfs: list[float] = field(default_factory=lambda: [-70.0, -30.0])  # [min, max] RMS level of noise and tones
     min_seconds: float = 0.5  # shortest non-speech row
     max_seconds: Optional[float] = None  # longest non-speech row; null: the batch's longest row (no extra padding)
     manifest_filepath: Optional[str] = None  # a NeMo manifest of your own non-speech audio (noise, music, hold tones)

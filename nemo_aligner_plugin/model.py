@@ -44,7 +44,7 @@ from nemo_aligner_plugin.modules.joint import diagonal_logits, leading_frames
 from nemo_aligner_plugin.modules.layer_tap import LayerTap
 from nemo_aligner_plugin.modules.nonar_head import NonARHead
 from nemo_aligner_plugin.nemo_logs import quiet_nemo
-from nemo_aligner_plugin.nonspeech import inference_features_for_silent_rows
+from nemo_aligner_plugin.nonspeech import inference_features_for_silent_rows, silent_rows
 from nemo_aligner_plugin.transcription import AlignerTranscriptionMixin
 
 __all__ = ["AlignerEncoderModel"]
@@ -227,12 +227,13 @@ class AlignerEncoderModel(
                 input_signal = torch.nn.functional.pad(input_signal, (0, 1))
             if self.reverse_audio:
                 input_signal = reverse_within_length(input_signal, input_signal_length)
+            silent = silent_rows(input_signal, input_signal_length) if self.training else None
             processed_signal, processed_signal_length = self.preprocessor(
                 input_signal=input_signal, length=input_signal_length
             )
-            if self.training:  # digital silence as inference will see it (NeMo dithers only in training)
+            if silent is not None:  # digital silence as inference will see it (NeMo dithers only in training)
                 processed_signal = inference_features_for_silent_rows(
-                    self.preprocessor, input_signal, input_signal_length, processed_signal
+                    self.preprocessor, silent, input_signal_length, processed_signal
                 )
         if self.spec_augmentation is not None and self.training:
             processed_signal = self.spec_augmentation(input_spec=processed_signal, length=processed_signal_length)

@@ -15,7 +15,6 @@ import math
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
-from typing import Optional
 
 import torch
 
@@ -28,6 +27,7 @@ __all__ = [
     "generate",
     "inference_features_for_silent_rows",
     "replace_rows",
+    "silent_rows",
 ]
 
 
@@ -225,24 +225,31 @@ class NonSpeechRows:
         return replace_rows(audio, audio_lens, tokens, token_lens, rows, signals)
 
 
+def silent_rows(signal: torch.Tensor, signal_len: torch.Tensor) -> torch.Tensor:
+    """(B,) bool: rows of (B, S) audio whose samples are all zero (and not empty). Ask before the preprocessor:
+    NeMo's dither is added to the input tensor in place."""
+    if signal.numel() == 0:
+        return torch.zeros_like(signal_len, dtype=torch.bool)
+    return (signal.abs().amax(dim=1) == 0) & (signal_len > 0)
+
+
 def inference_features_for_silent_rows(
-    preprocessor: torch.nn.Module,
-    signal: torch.Tensor,
-    signal_len: torch.Tensor,
-    features: torch.Tensor,
+    preprocessor: torch.nn.Module, silent: torch.Tensor, signal_len: torch.Tensor, features: torch.Tensor
 ) -> torch.Tensor:
-    """Training-mode features (B, F, T) with every all-zero row replaced by its inference-mode features.
+    """Training-mode features (B, F, T) with each ``silent`` row (see ``silent_rows``) replaced by the features
+    inference gives digital silence of its length.
 
     NeMo dithers only in training: there, digital silence becomes normalized dither noise, while at inference it
-    becomes constant features. A model that learned "silence -> EOS" on the first must see the second.
+    becomes constant features. A model that learns "silence -> EOS" on the first must also have seen the second.
     """
-    silent = (signal.abs().amax(dim=1) == 0) & (signal_len > 0) if signal.numel() else signal_len < 0
     if not preprocessor.training or not bool(silent.any()):
         return features
     from nemo_aligner_plugin.eval_mode import eval_mode
 
+    lengths = signal_len[silent]
     with eval_mode(preprocessor):
-        quiet, _ = preprocessor(input_signal=signal[silent], length=signal_len[silent])
+        zeros = torch.zeros(lengths.numel(), int(lengths.max()), device=features.device)
+        quiet, _ = preprocessor(input_signal=zeros, length=lengths)
     features = features.clone()
     features[silent] = 0.0
     width = min(quiet.size(2), features.size(2))
