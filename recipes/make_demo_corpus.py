@@ -9,8 +9,8 @@ with the ``espeak-ng`` CLI across many accent+variant voices. Everything is deri
 Output layout (``--out DIR``)::
 
     wav/<split>/*.wav              16 kHz mono 16-bit PCM
-    <split>_manifest.json          NeMo JSON lines: audio_filepath, duration, text
-    meta/<split>.jsonl             per-utterance voice/rate/pitch/snr (kept out of the manifest)
+    <split>_manifest.json          NeMo JSON lines: audio_filepath, duration, text (nonspeech: also kind, level_dbfs)
+    meta/<split>.jsonl             per-utterance voice/rate/pitch/snr (nonspeech: kind/level/length/seed)
     tokenizer/tokenizer.model      SentencePiece BPE trained on the train text
     tokenizer/vocab.txt            one piece per line, as NeMo's process_asr_text_tokenizer writes
     corpus_info.json               args, sizes, durations, voices per split, build time
@@ -24,7 +24,11 @@ each sentence of ``test_long`` read alone with the same voice, rate, pitch and n
 audio, so that test_long's WER splits into what its sentences cost and what long audio costs. ``dev_long`` is
 built like ``test_long`` from other unseen sentences, read by the train/dev voices: the split to tune long-audio
 settings (e.g. long-form chunking) on without looking at test_long (``dev_long_sentences``: its sentences alone;
-``dev_long_nopause``: read straight on, to tune how long-form cuts speech that has no pause).
+``dev_long_nopause``: read straight on, to tune how long-form cuts speech that has no pause). ``nonspeech`` holds
+clips in which nobody speaks (``text: ""``; ``kind`` and ``level_dbfs`` in the manifest): noise colours, mains hum,
+sweeps and bursts that training's non-speech rows do not use, at levels quieter and louder than theirs, 1-18 s
+long, and digital silence of 10-20 s; generated with numpy/torch from its own seeded stream (the other splits do not
+change with it), to count the words a model invents (nemo_aligner_plugin/demo/nonspeech_split.py).
 
 Usage::
 
@@ -70,6 +74,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="like test_long, with train voices: for tuning long-audio settings",
     )
     p.add_argument(
+        "--num-nonspeech",
+        type=_int_range("--num-nonspeech", 0, 100_000),
+        default=40,
+        help="clips without speech (about 10 s each) for the nonspeech test split",
+    )
+    p.add_argument(
         "--vocab-size",
         type=_int_range("--vocab-size", 32, 8192),
         default=32,
@@ -88,6 +98,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         num_test=a.num_test,
         num_test_long=a.num_test_long,
         num_dev_long=a.num_dev_long,
+        num_nonspeech=a.num_nonspeech,
         vocab_size=a.vocab_size,
         workers=a.workers,
         force=a.force,

@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, replace
 from pathlib import Path
 
+from nemo_aligner_plugin.demo.nonspeech_split import NONSPEECH_SPLIT, write_nonspeech_split
 from nemo_aligner_plugin.demo.sentences import generate_long_texts, generate_sentences, spoken_sentences
 from nemo_aligner_plugin.demo.speech import (
     SAMPLE_RATE,
@@ -27,9 +28,17 @@ from nemo_aligner_plugin.demo.speech import (
     synthesize,
 )
 
-__all__ = ["SPLITS", "CORPUS_VERSION", "plan_corpus", "build_corpus", "current_corpus_info", "train_tokenizer"]
+__all__ = [
+    "SPLITS",
+    "SPEECH_SPLITS",
+    "CORPUS_VERSION",
+    "plan_corpus",
+    "build_corpus",
+    "current_corpus_info",
+    "train_tokenizer",
+]
 
-SPLITS = (
+SPEECH_SPLITS = (
     "train",
     "dev",
     "dev_long",
@@ -40,8 +49,11 @@ SPLITS = (
     "test_long_nopause",
     "test_long_sentences",
 )
+# nonspeech: clips without speech (demo/nonspeech_split.py), generated, not read by espeak-ng
+SPLITS = (*SPEECH_SPLITS, NONSPEECH_SPLIT)
 # Bumped when the same args would synthesize different audio, so that an older corpus is rebuilt, not reused.
-CORPUS_VERSION = 4
+# 5: the nonspeech split (the speech splits are as in 4).
+CORPUS_VERSION = 5
 META_KEYS = ("audio_filepath", "voice", "rate", "pitch", "snr_db", "noise_seed", "spoken")
 
 
@@ -57,7 +69,8 @@ def plan_corpus(
     """Decide every text, voice and synthesis parameter up front from ``seed``.
 
     Planning is sequential and separate from (parallel) synthesis, so worker scheduling can never
-    change the result. dev_long's texts are drawn last, so adding it leaves every other split as it was.
+    change the result. dev_long's texts are drawn last, so adding it leaves every other split as it was. The
+    nonspeech split is planned apart, from its own stream (demo/nonspeech_split.py).
     """
     rng = random.Random(seed)
     train_voices, test_voices = split_voices(rng, voices)
@@ -99,8 +112,8 @@ def plan_corpus(
             replace(u, split=f"{split}_sentences", index=i, text=s, spoken=spoken_sentences([s]))
             for i, (u, s) in enumerate(sentences)
         ]
-    pools = {s: train_voices for s in SPLITS if not s.startswith("test")}
-    return utts, {**pools, **{s: test_voices for s in SPLITS if s.startswith("test")}}
+    pools = {s: train_voices for s in SPEECH_SPLITS if not s.startswith("test")}
+    return utts, {**pools, **{s: test_voices for s in SPEECH_SPLITS if s.startswith("test")}}
 
 
 def train_tokenizer(texts: Sequence[str], out_dir: Path, vocab_size: int) -> int:
@@ -145,6 +158,7 @@ def build_corpus(
     num_test: int = 200,
     num_test_long: int = 100,
     num_dev_long: int = 100,
+    num_nonspeech: int = 40,
     vocab_size: int = 32,
     workers: int = 2,
     force: bool = False,
@@ -160,6 +174,7 @@ def build_corpus(
         "num_test": num_test,
         "num_test_long": num_test_long,
         "num_dev_long": num_dev_long,
+        "num_nonspeech": num_nonspeech,
         "vocab_size": vocab_size,
         "corpus_version": CORPUS_VERSION,
     }
@@ -203,7 +218,7 @@ def build_corpus(
 
     (out / "meta").mkdir(exist_ok=True)
     splits_info = {}
-    for split in SPLITS:
+    for split in SPEECH_SPLITS:
         su = [u for u in utts if u.split == split]
         with open(out / f"{split}_manifest.json", "w", encoding="utf-8") as f:
             for u in su:
@@ -218,6 +233,14 @@ def build_corpus(
             "voices_used": sorted({u.voice for u in su}),
             "voice_pool": split_voice_pools[split],
         }
+    clips = write_nonspeech_split(out, seed, num_nonspeech, SAMPLE_RATE)
+    splits_info[NONSPEECH_SPLIT] = {
+        "num_utterances": len(clips),
+        **_stats([c.duration for c in clips]),
+        "kinds": sorted({c.kind for c in clips}),
+        "voices_used": [],
+        "voice_pool": [],
+    }
 
     actual_vocab = train_tokenizer([u.text for u in utts if u.split == "train"], out / "tokenizer", vocab_size)
     info = {

@@ -18,13 +18,15 @@ from nemo_aligner_plugin.demo import corpus, sentences, speech
 
 SCRIPT = REPO / "recipes" / "make_demo_corpus.py"
 TINY_ARGS = (
-    "--seed 7 --num-train 12 --num-dev 4 --num-test 4 --num-test-long 2 --num-dev-long 2 --vocab-size 40".split()
-)
+    "--seed 7 --num-train 12 --num-dev 4 --num-test 4 --num-test-long 2 --num-dev-long 2 --num-nonspeech 3 "
+    "--vocab-size 40"
+).split()
 needs_espeak = pytest.mark.skipif(
     shutil.which("espeak-ng") is None, reason="espeak-ng not installed (apt-get install espeak-ng)"
 )
 
 SPLITS = corpus.SPLITS
+SPEECH_SPLITS = corpus.SPEECH_SPLITS
 
 
 def _run(out: Path, *extra: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -141,7 +143,8 @@ def test_plan_holds_out_test_sentences_and_voices():
 def test_plan_is_pinned_byte_for_byte():
     """The demo's numbers depend on the corpus: the same seed and CORPUS_VERSION must plan the same utterances.
 
-    The hash was taken from the plan before the corpus code moved into nemo_aligner_plugin.demo (83f1566's recipe).
+    The hash was taken from the plan before the corpus code moved into nemo_aligner_plugin.demo (83f1566's recipe);
+    version 5 added the nonspeech split, planned apart, and left this plan as it was.
     """
     import hashlib
     from dataclasses import asdict
@@ -149,7 +152,7 @@ def test_plan_is_pinned_byte_for_byte():
     voices = [f"{a}+{v}" for a in speech.ACCENTS for v in speech.VARIANTS]
     utts, pools = corpus.plan_corpus(0, 40, 8, 8, 4, voices, num_dev_long=2)
     blob = json.dumps([asdict(u) for u in utts] + [pools], sort_keys=True)
-    assert corpus.CORPUS_VERSION == 4
+    assert corpus.CORPUS_VERSION == 5
     assert hashlib.md5(blob.encode()).hexdigest() == "9bcb1dc2114292df7be98321d389e52f"
 
 
@@ -213,18 +216,25 @@ def test_manifests_and_wavs(tiny_corpus):
             assert r["duration"] > 0.3
     info = json.loads((tiny_corpus / "corpus_info.json").read_text())
     assert info["seed"] == 7 and info["splits"]["train"]["num_utterances"] == 12
+    # nonspeech: generated clips with an empty reference, their kind and level in the manifest
+    rows = _read_manifest(tiny_corpus / "nonspeech_manifest.json")
+    assert [(r["text"], r["kind"]) for r in rows] == [("", "silence"), ("", "blue"), ("", "violet")]
+    assert all(Path(r["audio_filepath"]).parent == tiny_corpus / "wav" / "nonspeech" for r in rows)
+    assert rows[0]["level_dbfs"] is None and all(r["level_dbfs"] < -70 or r["level_dbfs"] > -30 for r in rows[1:])
+    assert info["splits"]["nonspeech"]["num_utterances"] == 3 and info["args"]["num_nonspeech"] == 3
+    assert corpus.current_corpus_info(tiny_corpus) == info
     assert info["build_seconds"] >= 0
 
 
 @pytest.mark.unit
 @needs_espeak
 def test_held_out_sentences_voices_and_long_durations(tiny_corpus):
-    texts = {s: [r["text"] for r in _read_manifest(tiny_corpus / f"{s}_manifest.json")] for s in SPLITS}
+    texts = {s: [r["text"] for r in _read_manifest(tiny_corpus / f"{s}_manifest.json")] for s in SPEECH_SPLITS}
     assert not set(texts["test"]) & set(texts["train"] + texts["dev"])
     train_voices = set(_voices(tiny_corpus, "train")) | set(_voices(tiny_corpus, "dev"))
     assert not train_voices & set(_voices(tiny_corpus, "test"))
     assert not train_voices & set(_voices(tiny_corpus, "test_long"))
-    dur = {s: [r["duration"] for r in _read_manifest(tiny_corpus / f"{s}_manifest.json")] for s in SPLITS}
+    dur = {s: [r["duration"] for r in _read_manifest(tiny_corpus / f"{s}_manifest.json")] for s in SPEECH_SPLITS}
     mean = {s: sum(d) / len(d) for s, d in dur.items()}
     assert mean["test_long"] > 1.5 * mean["train"]
     assert texts["test_long"] == texts["test_long_nopause"]
@@ -264,17 +274,26 @@ def test_tokenizer(tiny_corpus):
 @pytest.mark.unit
 @needs_espeak
 def test_rebuild_is_deterministic_and_skips(tiny_corpus, tmp_path):
+    """Rebuilt with one worker and fewer nonspeech clips: every speech split is the same, bit for bit, and the
+    nonspeech clips it has are the first of the other corpus's."""
     proc = _run(tiny_corpus, *TINY_ARGS)
     assert proc.returncode == 0 and "skipping" in proc.stdout
 
     other = tmp_path / "again"
-    proc = _run(other, *TINY_ARGS, "--workers", "1")
+    proc = _run(other, *TINY_ARGS, "--workers", "1", "--num-nonspeech", "2")
     assert proc.returncode == 0, proc.stderr
     for split in SPLITS:
         a = _read_manifest(tiny_corpus / f"{split}_manifest.json")
         b = _read_manifest(other / f"{split}_manifest.json")
-        assert [(r["text"], r["duration"]) for r in a] == [(r["text"], r["duration"]) for r in b]
-        assert _voices(tiny_corpus, split) == _voices(other, split)
+        a = a[: len(b)] if split == "nonspeech" else a
+        assert len(b) == (2 if split == "nonspeech" else len(a)) > 0
+        assert [{**r, "audio_filepath": Path(r["audio_filepath"]).name} for r in a] == [
+            {**r, "audio_filepath": Path(r["audio_filepath"]).name} for r in b
+        ]
+        for ra, rb in zip(a, b, strict=True):
+            assert Path(ra["audio_filepath"]).read_bytes() == Path(rb["audio_filepath"]).read_bytes()
+        if split != "nonspeech":
+            assert _voices(tiny_corpus, split) == _voices(other, split)
     assert (tiny_corpus / "tokenizer" / "tokenizer.model").read_bytes() == (
         other / "tokenizer" / "tokenizer.model"
     ).read_bytes()
