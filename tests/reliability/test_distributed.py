@@ -115,3 +115,13 @@ def test_nan_on_one_rank_drops_the_step_on_both(tmp_path, equal_length_manifest,
     assert r0["nonfinite_steps"] == r1["nonfinite_steps"] == 1
     assert [s["train_nonfinite_steps"] for s in r0["steps"].values()] == [0.0, 1.0, 1.0, 1.0]
     assert torch.isfinite(w0).all() and torch.equal(w0, w1)
+
+
+@pytest.mark.slow
+def test_ddp_with_nonspeech_rows_keeps_the_ranks_in_sync(tmp_path, equal_length_manifest, tokenizer_dir):
+    """Each rank replaces its own rows (seeded by seed, step and rank); gradients still average to one update."""
+    nonspeech = ["model.nonspeech.fraction=0.5", "model.nonspeech.min_seconds=0.2"]
+    [(r0, w0), (r1, w1)] = train(tmp_path, "ddp", equal_length_manifest, tokenizer_dir, *nonspeech, *DDP)
+    assert r0["global_step"] == r1["global_step"] == 4
+    assert all(np.isfinite(s["loss"]) for r in (r0, r1) for s in r["steps"].values())
+    assert torch.isfinite(w0).all() and torch.equal(w0, w1)
