@@ -31,6 +31,7 @@ PLACEHOLDERS = {
     "talk.wav": "four tone utterances joined with 0.5 s pauses (longer than any training utterance)",
     "train.json, dev.json, test.json": "the tone manifest",
     "long.json, dev_long.json": "a manifest of talk.wav",
+    "noise.json": "a manifest of one 3 s white-noise file (non-speech audio)",
     "tokenizers/bpe1024, tokenizers/my_bpe256": "tone tokenizers (24 and 16 pieces)",
     "conformer_ctc.nemo, x.nemo, stt_en_conformer_ctc_large.nemo": "a tiny NeMo CTC Conformer",
     "stt_en_conformer_ctc_large, nvidia/stt_en_fastconformer_ctc_large": "the tiny CTC model, in the caches",
@@ -144,6 +145,9 @@ def build_sandbox(root: Path, trained_nemo: Path, tone_manifest: Path, tokenizer
     long_line = _joined_wav(entries[:4], root / "talk.wav")
     for name in ("long.json", "dev_long.json"):
         (root / name).write_text(long_line + "\n")
+    noise = np.random.default_rng(0).normal(0.0, 0.01, 3 * SAMPLE_RATE).astype(np.float32)
+    sf.write(root / "noise.wav", noise, SAMPLE_RATE)
+    (root / "noise.json").write_text(json.dumps({"audio_filepath": str(root / "noise.wav"), "duration": 3.0}) + "\n")
 
     model = AlignerEncoderModel.restore_from(str(trained_nemo), map_location="cpu")
     train_ds = OmegaConf.merge(model.cfg.train_ds, {"manifest_filepath": str(tone_manifest)})
