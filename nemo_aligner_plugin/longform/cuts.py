@@ -51,12 +51,15 @@ def chunk_cuts(loudness: Sequence[float], size_frames: int, search_frames: int, 
     ``loudness`` has one value per encoder frame. Each chunk is at most ``size_frames`` long. It ends at the latest
     cut, among its last ``search_frames``, whose ``width_frames`` preceding frames are (within ``QUIET_TOLERANCE``)
     the quietest: the end of the pause, so that the next chunk starts where speech resumes, as training utterances
-    do. With ``search_frames=1`` this is the fixed cut every ``size_frames``.
+    do. With ``search_frames=1`` this is the fixed cut every ``size_frames``. A cut lies at least ``width_frames``
+    into its chunk, so every candidate is scored over a full width: a file's leading silence, seen alone by a cut
+    one frame in, would otherwise beat every real pause and leave a one-frame chunk that cuts off the first word.
     """
     total, cuts, start = len(loudness), [], 0
     prefix = list(itertools.accumulate(loudness, initial=0.0))
+    earliest = max(1, min(width_frames, size_frames), size_frames - search_frames + 1)  # frames into the chunk
     while total - start > size_frames:
-        candidates = range(max(start + 1, start + size_frames - search_frames + 1), start + size_frames + 1)
+        candidates = range(start + earliest, start + size_frames + 1)
         scores = [
             (prefix[cut] - prefix[max(start, cut - width_frames)]) / (cut - max(start, cut - width_frames))
             for cut in candidates

@@ -110,3 +110,15 @@ def test_split_candidates_are_the_quietest_dips_away_from_the_chunk_ends():
     assert split_candidates(loud, 0, 100, side_frames=10, count=5) == [50, 72, 30]
     assert split_candidates(loud, 0, 100, side_frames=10, count=1) == [50]
     assert split_candidates(loud, 40, 60, side_frames=11, count=5) == []  # too short to hold two halves
+
+
+@pytest.mark.unit
+def test_chunk_cuts_score_every_candidate_over_a_full_pause_width():
+    """A file's leading silence seen alone by a cut one frame in is no pause: with the search reaching the chunk's
+    start (pause_search_seconds >= chunk_seconds) it used to win and leave a one-frame chunk without speech that
+    cut off the first word; the real pause (frames 12-14) is where the first chunk ends."""
+    loud = [-1.0] + [1.0] * 11 + [-0.6] * 3 + [1.0] * 25
+    assert chunk_cuts(loud, size_frames=20, search_frames=20, width_frames=3) == [15, 35, 40]
+    # a chunk shorter than the width still ends (at its size), and a flat stretch is cut at the latest point
+    assert chunk_cuts([1.0] * 10, size_frames=4, search_frames=4, width_frames=6) == [4, 8, 10]
+    assert chunk_cuts([0.0] * 10, size_frames=4, search_frames=4, width_frames=3) == [4, 8, 10]
