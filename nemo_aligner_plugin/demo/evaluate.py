@@ -3,6 +3,11 @@
 Any NeMo ASR model is scored greedy (the side-by-side table); an aligner also with its beam search and, on the long
 splits, with its ``longform`` section enabled. Predictions go to the ``out_dir`` the caller names (the run's folder,
 never next to a given model).
+
+The ``nonspeech`` split (clips without speech) is scored apart: no WER (every reference is empty) but the words
+invented per minute and the share of clips given no text (demo/nonspeech_split.py), greedy for every system and,
+for an aligner, also beam; an aligner reads it as ``transcribe()`` does for a user, with its own ``longform``
+section (``enabled: auto`` sends audio longer than its training utterances through long-form chunking).
 """
 
 from __future__ import annotations
@@ -11,9 +16,10 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Optional
 
+from nemo_aligner_plugin.demo.nonspeech_split import NONSPEECH_SPLIT, summarize_nonspeech
 from nemo_aligner_plugin.manifests import read_manifest, read_predictions, write_manifest
 
-__all__ = ["SPLITS", "LONGFORM_SPLITS", "PAD_SECONDS", "evaluate", "wer_by_length", "length_ratios"]
+__all__ = ["SPLITS", "NONSPEECH_SPLIT", "LONGFORM_SPLITS", "PAD_SECONDS", "evaluate", "wer_by_length", "length_ratios"]
 
 SPLITS = ("dev", "dev_long", "test", "test_long", "test_long_nopause", "test_long_sentences", "test_padded")
 # An aligner also transcribes these with its long-form chunking (the config's ``longform`` section, enabled): the
@@ -47,6 +53,7 @@ def evaluate(model: Any, corpus: Path, out_dir: Path, longform: Optional[dict] =
     Greedy for every system; an aligner is also scored with its beam search (``decoding.beam`` of its config: the
     paper's width 6 with label-smoothing debiasing) as ``wer_beam``, and on the long splits with its ``longform``
     section, ``longform`` (options) merged over it. The model's decoding and long-form settings are restored.
+    ``nonspeech``: ``{"greedy": ..., "beam": ...}`` of ``summarize_nonspeech`` (beam for an aligner only).
     """
     from omegaconf import OmegaConf, open_dict
 
@@ -59,6 +66,10 @@ def evaluate(model: Any, corpus: Path, out_dir: Path, longform: Optional[dict] =
     test = read_manifest(manifests["test"], required=("audio_filepath", "text"))
     padded = join_manifest(test, 1, len(test), 0.0, 0, out_dir / "test_padded", pad_seconds=PAD_SECONDS)
     manifests["test_padded"] = write_manifest(out_dir / "test_padded_manifest.json", padded)
+    # without its empty references: transcribed, not scored (a WER over empty references means nothing)
+    clips = read_manifest(corpus / f"{NONSPEECH_SPLIT}_manifest.json")
+    audio_only = [{k: v for k, v in e.items() if k != "text"} for e in clips]
+    manifests[NONSPEECH_SPLIT] = write_manifest(out_dir / f"{NONSPEECH_SPLIT}_audio_manifest.json", audio_only)
 
     def score(split: str, suffix: str = "") -> tuple[dict, list[dict]]:
         predictions = out_dir / f"{split}_predictions{suffix}.json"
@@ -68,6 +79,11 @@ def evaluate(model: Any, corpus: Path, out_dir: Path, longform: Optional[dict] =
         metrics = run(cfg, model=model)
         return metrics, read_predictions(predictions)
 
+    def nonspeech(suffix: str = "") -> dict:
+        return summarize_nonspeech(score(NONSPEECH_SPLIT, suffix)[1])
+
+    # first, before the plain columns switch long-form off: the model as a user has it, own `longform` included
+    nonspeech_results = {"greedy": nonspeech()}
     one_piece = isinstance(model, AlignerEncoderModel)
     plain = model.cfg.get("longform") if one_piece else None
     if one_piece:  # the plain columns read every file whole, whatever `enabled` says (auto routes long audio)
@@ -82,6 +98,7 @@ def evaluate(model: Any, corpus: Path, out_dir: Path, longform: Optional[dict] =
             "rtfx": round(metrics.get("rtfx", 0.0), 1),
             "wer_by_words": wer_by_length(entries),
         }
+    results[NONSPEECH_SPLIT] = nonspeech_results
     if not isinstance(model, AlignerEncoderModel):
         return results
     greedy = OmegaConf.to_container(model.cfg.decoding)
@@ -98,9 +115,11 @@ def evaluate(model: Any, corpus: Path, out_dir: Path, longform: Optional[dict] =
         for split in splits:
             metrics, _ = score(split, f"_{key}")
             results[split].update({f"wer_{key}": round(metrics["wer"], 4), f"cer_{key}": round(metrics["cer"], 4)})
-    model.change_decoding_strategy(greedy, verbose=False)
     with open_dict(model.cfg):
         model.cfg.longform = plain
+    model.change_decoding_strategy(beam, verbose=False)
+    nonspeech_results["beam"] = nonspeech("_beam")  # with the model's own long-form, as the greedy pass
+    model.change_decoding_strategy(greedy, verbose=False)
     return results
 
 

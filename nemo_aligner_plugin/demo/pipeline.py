@@ -24,7 +24,9 @@ __all__ = ["SYSTEMS", "run_demo", "train", "train_aligner_after_ctc", "schedule_
 
 REPO = Path(__file__).resolve().parents[2]
 RECIPES = REPO / "recipes"
-SMOKE_CORPUS = "--num-train 40 --num-dev 8 --num-test 8 --num-test-long 4 --num-dev-long 2 --vocab-size 64".split()
+SMOKE_CORPUS = (
+    "--num-train 40 --num-dev 8 --num-test 8 --num-test-long 4 --num-dev-long 2 --num-nonspeech 4 --vocab-size 64"
+).split()
 SMOKE_OVERRIDES = [
     "model.encoder.n_layers=2",
     "model.aux_ctc.layer=0",
@@ -190,7 +192,7 @@ def run_demo(
         log(
             f"stage 3/4: {system}: transcribing dev, test (unseen voices and sentences), test_long (~2x longer), "
             f"test_long_nopause (the same without pauses), test_long_sentences (its sentences alone), test_padded "
-            f"(test with {PAD_SECONDS} s of silence around)"
+            f"(test with {PAD_SECONDS} s of silence around), nonspeech (no speech: the words it invents)"
         )
         splits, decode = evaluate_system(model_path, corpus, out_dir, longform if system == "aligner" else None)
         results[system] = {"model": str(model_path), "training": summary, "splits": splits, "decode": decode}

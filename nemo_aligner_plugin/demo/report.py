@@ -1,7 +1,7 @@
 """The demo's report: ``report.md`` (tables for a reader) and ``report.json`` (every number, for scripts).
 
-Reads the dict the demo assembles: model, training summary, per-split scores (demo/evaluate.py), alignment plot
-scores, length ratios and, with baselines, one entry per system.
+Reads the dict the demo assembles: model, training summary, per-split scores (demo/evaluate.py; the ``nonspeech``
+split's are invented words, not WER), alignment plot scores, length ratios and, with baselines, one entry per system.
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import json
 from pathlib import Path
 from typing import Optional
 
-from nemo_aligner_plugin.demo.evaluate import PAD_SECONDS
+from nemo_aligner_plugin.demo.evaluate import NONSPEECH_SPLIT, PAD_SECONDS
 
-__all__ = ["write_report"]
+__all__ = ["write_report", "nonspeech_lines"]
 
 
 def ratio_text(r: Optional[float]) -> str:
@@ -49,6 +49,8 @@ def write_report(out_dir: Path, report: dict) -> Path:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for split, r in report["splits"].items():
+        if split == NONSPEECH_SPLIT:
+            continue  # no WER: its own section below
         buckets = ", ".join(f"{k}: {v:.3f}" for k, v in r["wer_by_words"].items())
         beam = f"{r['wer_beam']:.4f} | {r['cer_beam']:.4f}" if "wer_beam" in r else "- | -"
         chunked = " | ".join(f"{r[k]:.4f}" if k in r else "-" for k in ("wer_longform", "wer_longform_beam"))
@@ -88,6 +90,8 @@ def write_report(out_dir: Path, report: dict) -> Path:
             "\nsentences alone: test_long_sentences, each test_long sentence read alone with its voice and noise. The"
             " first factor is the sentences (longer than test's on average), the second what long audio costs."
         )
+    systems = report.get("systems") or {"aligner": {"splits": report["splits"]}}
+    lines += nonspeech_lines({name: r["splits"].get(NONSPEECH_SPLIT) for name, r in systems.items()})
     if report.get("systems"):
         lines += [
             "",
@@ -111,3 +115,41 @@ def write_report(out_dir: Path, report: dict) -> Path:
     (out_dir / "report.md").write_text(text)
     (out_dir / "report.json").write_text(json.dumps(report, indent=2))
     return out_dir / "report.md"
+
+
+def _clip_text(text: str, width: int = 60) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def nonspeech_lines(by_system: dict[str, Optional[dict]]) -> list[str]:
+    """The "Non-speech" section: per system and decoding, the share of clips given no text, the words invented per
+    minute and the clips with the most words; ``by_system``: system -> its ``nonspeech`` scores (None: not scored)."""
+    rows = [(name, decoding, r) for name, ns in by_system.items() if ns for decoding, r in ns.items()]
+    if not rows:
+        return []
+    lines = [
+        "",
+        "## Non-speech (nobody speaks: every word is invented)",
+        "",
+        "| system | decoding | clips | minutes | clips with no text | invented words / min |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {name} | {decoding} | {r['clips']} | {r['minutes']:.1f} | {100 * r['no_text_share']:.1f}% | "
+        f"{r['invented_words_per_minute']:.2f} |"
+        for name, decoding, r in rows
+    ]
+    lines.append(
+        "\nnonspeech: noise colours, mains hum, sweeps and bursts that training's non-speech rows do not use, quieter "
+        "and louder than theirs, 1-18 s, and 10-20 s of digital silence (docs/demo.md). An aligner reads it with its "
+        "own `longform` section, as `transcribe()` does."
+    )
+    worst = [(name, decoding, w) for name, decoding, r in rows for w in r.get("worst", [])]
+    if worst:
+        lines.append("\nMost words invented (system, decoding: kind, level, length: hypothesis):\n")
+        for name, decoding, w in worst:
+            level = "digital zeros" if w["level_dbfs"] is None else f"{w['level_dbfs']:.1f} dBFS"
+            lines.append(
+                f'- {name}, {decoding}: {w["kind"]}, {level}, {w["seconds"]:.1f} s: "{_clip_text(w["pred_text"])}"'
+            )
+    return lines

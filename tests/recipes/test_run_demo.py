@@ -5,6 +5,7 @@ import math
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import jiwer
 import pytest
@@ -32,6 +33,19 @@ def assert_scores_match_predictions(split: dict, predictions_dir, name: str) -> 
         assert len(lines) == split["utterances"]
 
 
+def assert_nonspeech_matches_predictions(nonspeech: dict, predictions_dir, decodings: set[str]) -> None:
+    """The nonspeech scores are those of its prediction files: words invented per minute, clips with no text."""
+    assert set(nonspeech) == decodings
+    for decoding, r in nonspeech.items():
+        lines = read_predictions(predictions_dir / f"nonspeech_predictions{'_beam' if decoding == 'beam' else ''}.json")
+        assert r["clips"] == len(lines) == 4 and all("text" not in line for line in lines)  # no WER on empty texts
+        words = sum(len(line["pred_text"].split()) for line in lines)
+        minutes = sum(line["duration"] for line in lines) / 60
+        assert r["words"] == words and r["invented_words_per_minute"] == pytest.approx(words / minutes, abs=1e-3)
+        assert r["no_text_share"] == pytest.approx(sum(not x["pred_text"].strip() for x in lines) / 4, abs=1e-4)
+        assert set(r["by_kind"]) == {"silence", "blue", "violet", "hum"} and len(r["worst"]) <= 3
+
+
 @pytest.mark.unit
 @needs_espeak
 def test_demo_smoke_writes_a_complete_report(tmp_path):
@@ -48,7 +62,8 @@ def test_demo_smoke_writes_a_complete_report(tmp_path):
     report = json.loads(reports[0].read_text())
     assert report["training"]["global_step"] == 6
     splits = {"dev", "dev_long", "test", "test_long", "test_long_nopause", "test_long_sentences", "test_padded"}
-    assert set(report["splits"]) == splits
+    assert set(report["splits"]) == splits | {"nonspeech"}
+    assert_nonspeech_matches_predictions(report["splits"].pop("nonspeech"), reports[0].parent, {"greedy", "beam"})
     for name, split in report["splits"].items():
         assert split["utterances"] > 0 and split["wer_by_words"]
         assert "wer_beam" in split  # the aligner is also scored with its beam search
@@ -71,9 +86,19 @@ def test_demo_smoke_writes_a_complete_report(tmp_path):
     text = (reports[0].parent / "report.md").read_text()
     assert text.startswith("# Aligner-Encoder demo report")
     assert set(report["systems"]) == {"aligner", "ctc", "rnnt"}
-    for system in report["systems"].values():
+    for name, system in report["systems"].items():
         assert system["training"]["global_step"] == 6 and system["decode"]["decode_ms"] > 0
-        assert set(system["splits"]) == splits
+        assert set(system["splits"]) == splits | {"nonspeech"}
+        if name != "aligner":  # greedy only, with their own predictions
+            nemo_path = system["model"]
+            assert_nonspeech_matches_predictions(system["splits"]["nonspeech"], Path(nemo_path).parent, {"greedy"})
+    rows = text[text.index("## Non-speech") :].split("\n\n")[1].splitlines()[2:]
+    assert [row.split(" | ")[:2] for row in rows] == [
+        ["| aligner", "greedy"],
+        ["| aligner", "beam"],
+        ["| ctc", "greedy"],
+        ["| rnnt", "greedy"],
+    ]
     table = text[text.index("## Side by side") :]
     assert all(f"| {name} |" in table for name in ("aligner", "ctc", "rnnt"))
     assert "report:" in proc.stdout
@@ -103,6 +128,7 @@ def test_demo_with_a_given_model_writes_under_the_work_dir_only(tmp_path, traine
     assert len(list(predictions.glob("*_predictions*.json"))) >= 20
     assert "- training: none in this run" in (report.parent / "report.md").read_text()
     splits = json.loads(report.read_text())["splits"]
+    assert_nonspeech_matches_predictions(splits.pop("nonspeech"), predictions, {"greedy", "beam"})
     for name, split in splits.items():
         assert_scores_match_predictions(split, predictions, name)
 
