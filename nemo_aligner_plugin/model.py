@@ -368,6 +368,7 @@ class AlignerEncoderModel(
         """Record the training utterances' lengths in ``model.train_durations`` (long-form ``auto`` reads them);
         at the start, so that every checkpoint of the run carries them."""
         super().on_train_start()
+        self.augmentation.nonspeech.prepare()  # a bad model.nonspeech.manifest_filepath fails now, not at start_step
         durations = train_durations(self.cfg.get("train_ds"))
         if durations is not None:
             with open_dict(self.cfg):

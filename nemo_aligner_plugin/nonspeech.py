@@ -132,9 +132,16 @@ class NonSpeechSource:
             path = Path(cfg.manifest_filepath)
             if not path.is_file():
                 raise FileNotFoundError(f"model.nonspeech.manifest_filepath={cfg.manifest_filepath}: no such file")
-            self.files = [e["audio_filepath"] for e in read_manifest(path)]
+            # relative paths are read against the manifest's folder, as NeMo's loaders read them
+            self.files = [str(path.parent / e["audio_filepath"]) for e in read_manifest(path)]
             if not self.files:
                 raise ValueError(f"model.nonspeech.manifest_filepath={cfg.manifest_filepath}: the manifest is empty")
+            missing = [f for f in self.files if not Path(f).is_file()]
+            if missing:  # found now, not hours into training at the first draw
+                raise FileNotFoundError(
+                    f"model.nonspeech.manifest_filepath={cfg.manifest_filepath}: {len(missing)} of {len(self.files)} "
+                    f"audio files do not exist, e.g. {missing[:3]}"
+                )
         self._cache: OrderedDict[str, torch.Tensor] = OrderedDict()
         self._cache_files = cache_files
 
@@ -192,9 +199,14 @@ class NonSpeechRows:
 
     def __init__(self, cfg: NonSpeechConfig, sample_rate: int):
         self.cfg, self.sample_rate = cfg, sample_rate
-        self.source = NonSpeechSource(cfg, sample_rate) if cfg.fraction > 0 else None
+        self.source: NonSpeechSource | None = None  # built for training only: inference needs no noise manifest
         self.min_samples = int(cfg.min_seconds * sample_rate)
         self.max_samples = None if cfg.max_seconds is None else int(cfg.max_seconds * sample_rate)
+
+    def prepare(self) -> None:
+        """Read (and check) the non-speech manifest, if any; the model calls it when training starts."""
+        if self.source is None and self.cfg.fraction > 0:
+            self.source = NonSpeechSource(self.cfg, self.sample_rate)
 
     def generator(self, step: int, rank: int) -> torch.Generator:
         """The draws of one (step, rank): independent of anything else that draws random numbers."""
@@ -210,8 +222,9 @@ class NonSpeechRows:
         rank: int = 0,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(B, S), (B,), (B, U), (B,) -> the same batch with some rows non-speech (B unchanged)."""
-        if self.source is None or step < self.cfg.start_step:
+        if self.cfg.fraction == 0 or step < self.cfg.start_step:
             return audio, audio_lens, tokens, token_lens
+        self.prepare()
         g = self.generator(step, rank)
         batch = audio.size(0)
         expected = self.cfg.fraction * batch  # rounded up or down at random: its mean is exact

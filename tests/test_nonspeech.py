@@ -135,7 +135,7 @@ def test_clips_come_from_the_users_manifest(tmp_path):
     sf.write(tmp_path / "hold_music.wav", np.sin(np.arange(SR * 3) * 0.05) * 0.1, SR)
     noise = sf.read(tmp_path / "hold_music.wav", dtype="float32")[0]
     manifest = tmp_path / "noise.json"
-    manifest.write_text(json.dumps({"audio_filepath": str(tmp_path / "hold_music.wav"), "duration": 3.0}) + "\n")
+    manifest.write_text(json.dumps({"audio_filepath": "hold_music.wav", "duration": 3.0}) + "\n")  # relative
     cfg = NonSpeechConfig(fraction=0.5, manifest_filepath=str(manifest), manifest_prob=1.0)
     a, al, _, tl = NonSpeechRows(cfg, SR)(*batch(rows=4), step=0)
     for row in (tl == 0).nonzero().flatten().tolist():
@@ -147,13 +147,30 @@ def test_clips_come_from_the_users_manifest(tmp_path):
 @pytest.mark.unit
 def test_a_missing_or_unreadable_manifest_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="model.nonspeech.manifest_filepath=.*nowhere.json"):
-        NonSpeechRows(NonSpeechConfig(fraction=0.1, manifest_filepath=str(tmp_path / "nowhere.json")), SR)
+        NonSpeechRows(NonSpeechConfig(fraction=0.1, manifest_filepath=str(tmp_path / "nowhere.json")), SR).prepare()
     (tmp_path / "broken.wav").write_bytes(b"not audio")
     manifest = tmp_path / "noise.json"
     manifest.write_text(json.dumps({"audio_filepath": str(tmp_path / "broken.wav")}) + "\n")
     rows = NonSpeechRows(NonSpeechConfig(fraction=1.0, manifest_filepath=str(manifest), manifest_prob=1.0), SR)
     with pytest.raises(ValueError, match="cannot read .*broken.wav"):
         rows(*batch(rows=2), step=0)
+    (tmp_path / "gone.json").write_text(json.dumps({"audio_filepath": "gone.wav"}) + "\n")
+    with pytest.raises(FileNotFoundError, match=r"1 of 1 audio files do not exist, e.g. \[.*gone.wav"):
+        NonSpeechRows(NonSpeechConfig(fraction=0.1, manifest_filepath=str(tmp_path / "gone.json")), SR)(
+            *batch(rows=2), step=0
+        )
+
+
+@pytest.mark.unit
+def test_a_model_restores_without_its_training_noise_manifest(tokenizer_dir, tmp_path):
+    """The noise manifest is training data: a model trained with one loads and transcribes where it is absent."""
+    options = {"nonspeech": {"fraction": 0.1, "manifest_filepath": str(tmp_path / "elsewhere.json")}}
+    model = AlignerEncoderModel(tiny_cfg(tokenizer_dir, model=options).model)
+    model.save_to(str(tmp_path / "model.nemo"))
+    restored = AlignerEncoderModel.restore_from(str(tmp_path / "model.nemo"))
+    assert restored.transcribe([np.zeros(8000, dtype=np.float32)], verbose=False)[0].text is not None
+    with pytest.raises(FileNotFoundError, match="elsewhere.json"):
+        restored.augmentation.nonspeech.prepare()  # what on_train_start calls
 
 
 @pytest.mark.unit
