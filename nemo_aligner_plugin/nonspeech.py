@@ -73,6 +73,15 @@ def _hum(num: int, sample_rate: int, g: torch.Generator) -> torch.Tensor:
     return out.float()
 
 
+def _warble(num: int, sample_rate: int, g: torch.Generator) -> torch.Tensor:
+    """A tone whose pitch swings up and down (0.5-8 Hz, 3-30 %) around 200 Hz - 3 kHz: alarms, sirens, warble tones."""
+    carrier = math.exp(_uniform(g, math.log(200.0), math.log(3000.0)))
+    rate, depth, phase = _uniform(g, 0.5, 8.0), _uniform(g, 0.03, 0.3), _uniform(g, 0, 2 * math.pi)
+    t = torch.arange(num, dtype=torch.float64) / sample_rate
+    swing = carrier * depth / (2 * math.pi * rate) * (math.cos(phase) - torch.cos(2 * math.pi * rate * t + phase))
+    return torch.sin(2 * math.pi * (carrier * t + swing)).float()  # phase: the integral of the swinging frequency
+
+
 def _chirp(num: int, sample_rate: int, g: torch.Generator) -> torch.Tensor:
     """Repeated logarithmic sweeps (0.5-3 s each) between two frequencies in 100 Hz - 5 kHz: sirens, test sweeps."""
     period = max(1, int(_uniform(g, 0.5, 3.0) * sample_rate))
@@ -105,6 +114,7 @@ GENERATORS: dict[str, Callable[..., torch.Tensor]] = {
     "violet": _coloured(2.0),
     "tone": _tone,
     "hum": _hum,
+    "warble": _warble,
     "chirp": _chirp,
     "bursts": _bursts,
 }

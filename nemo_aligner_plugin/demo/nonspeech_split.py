@@ -32,6 +32,7 @@ __all__ = [
     "write_nonspeech_split",
     "nonspeech_scores",
     "summarize_nonspeech",
+    "score_nonspeech_clips",
 ]
 
 NONSPEECH_SPLIT = "nonspeech"
@@ -166,3 +167,32 @@ def summarize_nonspeech(predictions: Sequence[dict], worst: int = 3) -> dict:
             if p["pred_text"].strip()
         ],
     }
+
+
+def score_nonspeech_clips(
+    model_path: Path, out: Path, seed: int, num_clips: int, decodings: Sequence[str] = ("greedy", "beam")
+) -> dict[str, dict]:
+    """Draw ``num_clips`` clips from ``seed`` into ``out``, transcribe them with each decoding (an aligner with its
+    own long-form routing, as ``transcribe()``; other models greedy only) -> ``summarize_nonspeech`` per decoding."""
+    from omegaconf import OmegaConf
+
+    from nemo_aligner_plugin import AlignerEncoderModel
+    from nemo_aligner_plugin.manifests import read_predictions, write_manifest
+    from nemo_aligner_plugin.transcribe_cli import TranscriptionConfig, load_model, run
+
+    model = load_model(TranscriptionConfig(model_path=str(model_path)))
+    out.mkdir(parents=True, exist_ok=True)
+    clips = write_nonspeech_split(out, seed, num_clips, int(model.cfg.sample_rate))
+    fields = ("audio_filepath", "duration", "kind", "level_dbfs")  # no text: transcribed, never scored as WER
+    manifest = write_manifest(out / "clips_manifest.json", [{k: asdict(c)[k] for k in fields} for c in clips])
+    aligner = isinstance(model, AlignerEncoderModel)
+    greedy = OmegaConf.to_container(model.cfg.decoding) if aligner else None
+    results = {}
+    for decoding in decodings if aligner else ["greedy"]:
+        if aligner:
+            model.change_decoding_strategy({**greedy, "strategy": "beam" if decoding == "beam" else "greedy_batch"})
+        predictions = out / f"predictions_{decoding}.json"
+        cfg = TranscriptionConfig(dataset_manifest=str(manifest), output_filename=str(predictions), use_lhotse=False)
+        run(cfg, model=model)
+        results[decoding] = summarize_nonspeech(read_predictions(predictions))
+    return results
