@@ -61,7 +61,10 @@ class LogMel:
 
     def __call__(self, signals: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """signals: B arrays (S_b,) -> features (B, F, T) float32 and lengths (B,) int64."""
-        num_samples = np.array([np.asarray(s).size for s in signals], dtype=np.int64)
+        shapes = [np.shape(s) for s in signals]
+        if any(len(shape) != 1 for shape in shapes):
+            raise ValueError(f"LogMel takes 1-D signals (mono, at the model's rate); got shapes {shapes}")
+        num_samples = np.array([shape[0] for shape in shapes], dtype=np.int64)
         lengths = self.lengths(num_samples)
         max_samples = max(int(num_samples.max(initial=0)), 1)  # an all-empty batch is padded to one sample
         frames = 1 + (max_samples + self.n_fft // 2 * 2 - self.n_fft) // self.hop_length
@@ -69,7 +72,7 @@ class LogMel:
             frames = -(-frames // self.settings["pad_to"]) * self.settings["pad_to"]
         out = np.full((len(signals), self.features, frames), self.settings["pad_value"], dtype=np.float32)
         for row, (signal, length) in enumerate(zip(signals, lengths, strict=True)):
-            samples = np.asarray(signal, dtype=np.float32).reshape(-1).astype(np.float64)  # NeMo's input is float32
+            samples = np.asarray(signal, dtype=np.float32).astype(np.float64)  # NeMo's input is float32
             out[row, :, :length] = self._row(samples, int(length))
         return out, lengths
 

@@ -121,6 +121,12 @@ def test_empty_and_one_frame_signals(samples):
 
 
 @pytest.mark.unit
+def test_logmel_refuses_signals_that_are_not_1d():
+    with pytest.raises(ValueError, match=r"1-D signals .*\(4, 2\)"):
+        numpy_logmel(config_preprocessor("aligner_demo.yaml"))([np.zeros(3, np.float32), np.zeros((4, 2), np.float32)])
+
+
+@pytest.mark.unit
 @pytest.mark.parametrize(
     "overrides,named",
     [
