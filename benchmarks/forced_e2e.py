@@ -35,6 +35,7 @@ __all__ = [
     "ForcedConformerEncoder",
     "build_forced_aligner",
     "build_forced_rnnt",
+    "demo_inputs",
     "force_encoder",
     "force_rnnt_parity",
     "forced_tokens",
@@ -250,6 +251,27 @@ def prepare_paper(work: Path, quick: bool, files: int, frames: int) -> Bench:
     )
     expected = [forced_tokens(frames)] * files
     return Bench("paper", about, folders, paths, seconds * files, expected_tokens=expected)
+
+
+def _newest(pattern: str) -> Optional[Path]:
+    found = [p for p in (REPO / "data" / "demo" / "runs").glob(pattern) if "checkpoints" not in p.parts]
+    return max(found, key=lambda p: p.stat().st_mtime) if found else None
+
+
+def demo_inputs(model: Optional[Path], rnnt: Optional[Path], corpus: Optional[Path]) -> tuple[Path, Path, Path]:
+    """The demo aligner, RNN-T and test manifest given (a corpus folder or a manifest), else the newest
+    ``make demo-baselines`` outputs under data/demo/."""
+    model = model or _newest("*/aligner/**/*.nemo")
+    rnnt = rnnt or _newest("*/rnnt/**/*.nemo")
+    corpus = corpus or REPO / "data" / "demo" / "corpus"
+    manifest = corpus / "test_manifest.json" if corpus.is_dir() else corpus
+    missing = [name for name, path in (("--demo-model", model), ("--demo-rnnt", rnnt)) if path is None]
+    if missing or not manifest.is_file():
+        raise SystemExit(
+            f"no demo model/RNN-T/test manifest found ({', '.join(missing) or manifest}): run `make demo-baselines` "
+            "or pass --demo-model, --demo-rnnt and --demo-corpus"
+        )
+    return model, rnnt, manifest
 
 
 def prepare_demo(work: Path, model: Path, rnnt_path: Path, manifest: Path, limit: Optional[int]) -> Bench:

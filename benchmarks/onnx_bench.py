@@ -2,7 +2,7 @@
 """Deployment on CPU, end to end from WAV to text: NeMo ``transcribe()`` in PyTorch, our ONNX export (fp32, int8) and
 a NeMo RNN-T with the same encoder decoded by sherpa-onnx (fp32, int8), in one run, side by side.
 
-    python benchmarks/onnx_bench.py --out benchmarks/results/$(date +%F)-onnx-cpu.md      # ~30 min on 2 CPUs
+    python benchmarks/onnx_bench.py --out benchmarks/results/$(date +%F)-onnx-cpu.md      # ~20 min on 2 CPUs
     python benchmarks/onnx_bench.py --quick --demo-model M.nemo --demo-rnnt R.nemo --demo-corpus C --out q.md
 
 Two models: the demo aligner and RNN-T (``make demo`` / ``make demo-baselines`` outputs, scored on the demo test
@@ -201,27 +201,6 @@ def run_child(system: System, model: str, files: list[str], forced: bool, work: 
     return json.loads(spec_path.with_suffix(".out.json").read_text())
 
 
-# ------------------------------------------------------------------------------------------------ inputs
-def newest(pattern: str) -> Optional[Path]:
-    found = [p for p in (REPO / "data" / "demo" / "runs").glob(pattern) if "checkpoints" not in p.parts]
-    return max(found, key=lambda p: p.stat().st_mtime) if found else None
-
-
-def demo_inputs(args: argparse.Namespace) -> tuple[Path, Path, Path]:
-    """--demo-model/--demo-rnnt/--demo-corpus, else the newest ``make demo`` outputs under data/demo/."""
-    model = args.demo_model or newest("*/aligner/**/*.nemo")
-    rnnt = args.demo_rnnt or newest("*/rnnt/**/*.nemo")
-    corpus = args.demo_corpus or REPO / "data" / "demo" / "corpus"
-    manifest = corpus / "test_manifest.json" if corpus.is_dir() else corpus
-    missing = [name for name, path in (("--demo-model", model), ("--demo-rnnt", rnnt)) if path is None]
-    if missing or not manifest.is_file():
-        raise SystemExit(
-            f"no demo model/RNN-T/test manifest found ({', '.join(missing) or manifest}): run `make demo-baselines` "
-            "or pass --demo-model, --demo-rnnt and --demo-corpus"
-        )
-    return model, rnnt, manifest
-
-
 def run_rounds(benches: Sequence[Bench], rounds: int, work: Path) -> None:
     """Every system of every model once per round, in the same order each round (interleaved under drifting load)."""
     for round_index in range(rounds):
@@ -249,7 +228,6 @@ def summary(bench: Bench, key: str) -> dict:
         "stages": stages,
         "other": wall - sum(stages.values()),
         "torch": any(r["torch_imported"] for r in results),
-        "n": len(results),
     }
 
 
@@ -411,14 +389,14 @@ def run(args: argparse.Namespace) -> None:
     import warnings
 
     from bench_timing import load_average
-    from forced_e2e import prepare_demo, prepare_paper
+    from forced_e2e import demo_inputs, prepare_demo, prepare_paper
     from nemo.utils import logging as nemo_logging
 
     warnings.filterwarnings("ignore")
     nemo_logging.setLevel(logging.ERROR)
-    args.rounds = args.rounds or (1 if args.quick else 2)
+    args.rounds = args.rounds or (1 if args.quick else 3)
     files, frames = args.files or (4 if args.quick else 16), args.frames or (30 if args.quick else 300)
-    model, rnnt, manifest = demo_inputs(args)
+    model, rnnt, manifest = demo_inputs(args.demo_model, args.demo_rnnt, args.demo_corpus)
     start_load = load_average()
     with tempfile.TemporaryDirectory(prefix="onnx-bench-") as scratch:
         work = args.work_dir or Path(scratch)
@@ -447,7 +425,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--demo-limit", type=int, help="first N utterances of the demo test split (default: all)")
     parser.add_argument("--files", type=int, help="paper-size audio files (default 16; quick 4)")
     parser.add_argument("--frames", type=int, help="encoder frames per paper-size file (default 300 = 12 s; quick 30)")
-    parser.add_argument("--rounds", type=int, help="interleaved rounds of every system (default 2; quick 1)")
+    parser.add_argument("--rounds", type=int, help="interleaved rounds of every system (default 3; quick 1)")
     parser.add_argument("--work-dir", type=Path, help="keep the exports and audio here (default: a temp folder)")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)  # internal: one system's measurement spec
     args = parser.parse_args(argv)
