@@ -11,12 +11,14 @@ is ever computed.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Optional, Union
 
 import torch
 from lightning.pytorch import Trainer
 from nemo.collections.asr.metrics.wer import WER
 from nemo.collections.asr.models.asr_model import ASRModel, ExportableEncDecModel
+from nemo.collections.asr.modules.rnnt import RNNTDecoderJoint
 from nemo.collections.asr.parts.mixins import ASRBPEMixin, ASRModuleMixin, ASRTranscriptionMixin
 from nemo.core.classes.common import PretrainedModelInfo, typecheck
 from nemo.core.neural_types import (
@@ -397,6 +399,27 @@ class AlignerEncoderModel(
         """NeMo's partial init (``init_from_*`` with include/exclude), but any mismatch is one ValueError."""
         finetune.check_partial_state_dict(self, state_dict, include, exclude, source=load_from_string or "a checkpoint")
         super().load_part_of_state_dict(state_dict, include, exclude, load_from_string)
+
+    # ------------------------------------------------------------------ export
+    def list_export_subnets(self) -> list[str]:
+        """NeMo's RNN-T split: the encoder, and one greedy step of prediction network + joint."""
+        return ["encoder", "decoder_joint"]
+
+    @property
+    def decoder_joint(self) -> RNNTDecoderJoint:
+        return RNNTDecoderJoint(self.decoder, self.joint)
+
+    def export(self, output: str, *args, quantize: Optional[str] = None, **kwargs):
+        """``output`` a folder: everything the torch-free runtime needs (``nemo_aligner_plugin.onnx``,
+        docs/onnx.md), ``quantize="int8"`` for int8 weights. A file name (``.onnx``/``.ts``): NeMo's export,
+        one file per subnet (``encoder-<name>``, ``decoder_joint-<name>``)."""
+        if Path(output).suffix in (".onnx", ".ts", ".pt"):
+            if quantize is not None:
+                raise ValueError("quantize applies to a folder export: pass a directory as output")
+            return super().export(output, *args, **kwargs)
+        from nemo_aligner_plugin.onnx.export import export_folder
+
+        return export_folder(self, output, quantize=quantize, **kwargs)
 
     # ------------------------------------------------------------------ catalog and hub
     @classmethod
