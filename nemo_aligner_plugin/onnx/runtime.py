@@ -101,6 +101,9 @@ class AlignerOnnx:
             ["outputs", "encoded_lengths"], {"audio_signal": feats, "length": feat_lens.astype(np.int64)}
         )
         self.timings["encoder"] += time.perf_counter() - clock
+        # No feature frames, no encoder frames: the exported length arithmetic truncates (0 + 2 - 3) / 2 toward
+        # zero where torch floors it, and would give an empty input one frame to decode.
+        encoded_lens = np.where(feat_lens == 0, 0, encoded_lens)
         clock = time.perf_counter()
         result = greedy_decode(
             self.decoder_joint,

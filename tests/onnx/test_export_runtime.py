@@ -1,0 +1,269 @@
+"""model.export(dir) and the torch-free runtime: same tokens as PyTorch greedy, no torch needed, clear errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from tests.conftest import REPO, SAMPLE_RATE, synth_tones, tiny_cfg, write_tone_corpus
+
+pytestmark = pytest.mark.unit
+
+# Run in a child process: importing torch, nemo or lightning raises there, as on a machine without them.
+BLOCKER = """
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] in ("torch", "nemo", "lightning", "pytorch_lightning"):
+            raise ImportError(f"blocked: {name}")
+sys.meta_path.insert(0, Block())
+"""
+
+
+@pytest.fixture(scope="module")
+def model(trained_nemo):
+    from nemo_aligner_plugin import AlignerEncoderModel
+
+    return AlignerEncoderModel.restore_from(str(trained_nemo), map_location="cpu").eval()
+
+
+@pytest.fixture(scope="module")
+def folders(model, tmp_path_factory):
+    root = tmp_path_factory.mktemp("export")
+    return {"fp32": model.export(str(root / "fp32")), "int8": model.export(str(root / "int8"), quantize="int8")}
+
+
+@pytest.fixture(scope="module")
+def wavs(tmp_path_factory, tone_texts):
+    """The training utterances (which the tiny model reads), varied in length, plus silence-padded copies."""
+    out = tmp_path_factory.mktemp("wavs")
+    manifest = write_tone_corpus(out, tone_texts[:8])
+    files = [json.loads(line)["audio_filepath"] for line in manifest.read_text().splitlines()]
+    for i, path in enumerate(files[:3]):
+        audio, _ = sf.read(path, dtype="float32")
+        padded = np.concatenate([np.zeros(4000 * (i + 1), np.float32), audio, np.zeros(3000, np.float32)])
+        sf.write(out / f"padded{i}.wav", padded, SAMPLE_RATE)
+        files.append(str(out / f"padded{i}.wav"))
+    return files
+
+
+def torch_greedy(model, files, batch_size):
+    hyps = model.transcribe(files, batch_size=batch_size, verbose=False)
+    return [[int(t) for t in h.y_sequence] for h in hyps], [h.text for h in hyps]
+
+
+def test_fp32_tokens_equal_pytorch_greedy_batched(model, folders, wavs):
+    from nemo_aligner_plugin.onnx import AlignerOnnx
+
+    runtime = AlignerOnnx(folders["fp32"], num_threads=1)
+    for batch_size in (1, 4):
+        tokens, texts = torch_greedy(model, wavs, batch_size)
+        results = runtime.transcribe(wavs, batch_size=batch_size)
+        assert [r.tokens for r in results] == tokens
+        assert [r.text for r in results] == texts
+        assert all(r.frames == list(range(len(r.tokens))) for r in results)  # token i on frame i
+    assert runtime.timings["encoder"] > 0 and runtime.timings["decoder"] > 0
+
+
+def test_arrays_resampled_files_and_empty_input(folders, wavs, tmp_path):
+    from nemo_aligner_plugin.onnx import AlignerOnnx
+
+    runtime = AlignerOnnx(folders["fp32"], num_threads=1)
+    audio, _ = sf.read(wavs[0], dtype="float32")
+    stereo_44k = tmp_path / "stereo44k.wav"
+    from nemo_aligner_plugin.onnx.features import resample
+
+    up = resample(audio, SAMPLE_RATE, 44100)
+    sf.write(stereo_44k, np.stack([up, up], axis=1), 44100)
+    reference = runtime.transcribe(wavs[0]).pop().text
+    assert reference
+    results = runtime.transcribe([audio, str(stereo_44k), np.zeros(0, np.float32)])
+    assert [r.text for r in results] == [reference, reference, ""]
+
+
+def test_int8_folder_loads_and_transcribes(model, folders, wavs):
+    from nemo_aligner_plugin.onnx import AlignerOnnx
+
+    runtime = AlignerOnnx(folders["int8"], num_threads=1)
+    assert runtime.config["quantization"] == "int8"
+    import onnx
+
+    for name in ("encoder.onnx", "decoder_joint.onnx"):
+        ops = {node.op_type for node in onnx.load(str(Path(folders["int8"]) / name)).graph.node}
+        assert ops & {"DynamicQuantizeMatMul", "MatMulInteger", "DynamicQuantizeLSTM"}, (name, ops)
+    _, texts = torch_greedy(model, wavs, 4)
+    results = runtime.transcribe(wavs, batch_size=4)
+    same = sum(r.text == t for r, t in zip(results, texts, strict=True))
+    assert same >= len(texts) - 2, [r.text for r in results]
+
+
+def test_runtime_and_cli_work_where_torch_and_nemo_cannot_be_imported(folders, wavs, model):
+    script = BLOCKER + (
+        "import json, sys\n"
+        "from nemo_aligner_plugin.onnx import AlignerOnnx\n"
+        "results = AlignerOnnx(sys.argv[1], num_threads=1).transcribe(sys.argv[2:], batch_size=4)\n"
+        "assert not any(m.split('.')[0] in ('torch', 'nemo') for m in sys.modules)\n"
+        "print(json.dumps([r.tokens for r in results]))\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", script, str(folders["fp32"]), *wavs], capture_output=True, text=True, cwd=REPO
+    )
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout) == torch_greedy(model, wavs, 4)[0]
+
+    cli = BLOCKER + (
+        "import runpy, sys\nsys.argv = ['x'] + sys.argv[1:]\n"
+        "runpy.run_module('nemo_aligner_plugin.onnx', run_name='__main__')\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", cli, str(folders["fp32"]), wavs[0], "--json"], capture_output=True, text=True, cwd=REPO
+    )
+    assert run.returncode == 0, run.stderr
+    line = json.loads(run.stdout)
+    assert line["audio"] == wavs[0] and line["text"] == torch_greedy(model, wavs[:1], 1)[1][0]
+
+
+def test_long_audio_is_read_in_chunks_cut_at_pauses(folders, wavs, tmp_path):
+    """A file longer than the folder's route_above_seconds: read as its chunks would be read one by one, cut in
+    the pauses between utterances, each token placed on its frame in the whole file."""
+    from nemo_aligner_plugin.onnx import AlignerOnnx
+    from nemo_aligner_plugin.onnx.chunks import plan_chunks
+
+    folder = tmp_path / "short_chunks"
+    shutil.copytree(folders["fp32"], folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["longform"] = {"route_above_seconds": 2.0, "chunk_seconds": 2.0, "search_seconds": 1.0}
+    (folder / "config.json").write_text(json.dumps(config))
+    gap = np.zeros(int(0.6 * SAMPLE_RATE), np.float32)
+    pieces = [sf.read(path, dtype="float32")[0] for path in wavs[:8]]
+    long_audio = np.concatenate([p for piece in pieces for p in (piece, gap)])
+    cuts = plan_chunks(long_audio, SAMPLE_RATE, 2.0, 2.0, 1.0)
+    assert len(cuts) > 3 and cuts[0][0] == 0 and cuts[-1][1] == long_audio.size
+    assert all(end - start <= 2 * SAMPLE_RATE for start, end in cuts)
+    assert all(not long_audio[end - 160 : end + 160].any() for _, end in cuts[:-1])  # every cut in a pause
+
+    runtime = AlignerOnnx(folder, num_threads=1)
+    whole = runtime.transcribe(long_audio)[0]
+    alone = runtime.transcribe([long_audio[start:end] for start, end in cuts])
+    assert whole.tokens == [t for chunk in alone for t in chunk.tokens] and whole.tokens
+    frames_per_sample = 1 / (runtime.frame_seconds * SAMPLE_RATE)
+    offsets = [round(start * frames_per_sample) for start, _ in cuts]
+    expected = [offset + f for offset, chunk in zip(offsets, alone, strict=True) for f in chunk.frames]
+    assert whole.frames == expected
+
+
+def test_plan_chunks_short_audio_and_quiet_cuts():
+    from nemo_aligner_plugin.onnx.chunks import plan_chunks
+
+    rng = np.random.default_rng(0)
+    audio = rng.standard_normal(10 * SAMPLE_RATE).astype(np.float32)
+    assert plan_chunks(audio, SAMPLE_RATE, None, 2.0, 1.0) == [(0, audio.size)]
+    assert plan_chunks(audio, SAMPLE_RATE, 12.0, 2.0, 1.0) == [(0, audio.size)]
+    audio[int(1.5 * SAMPLE_RATE) : int(1.6 * SAMPLE_RATE)] = 0.0  # a pause inside the first search window
+    first_cut = plan_chunks(audio, SAMPLE_RATE, 5.0, 2.0, 1.0)[0][1]
+    assert 1.5 * SAMPLE_RATE <= first_cut <= 1.6 * SAMPLE_RATE
+
+
+def test_bad_folders_name_the_file(folders, tmp_path):
+    import onnx
+
+    from nemo_aligner_plugin.onnx import AlignerOnnx
+
+    def copy(name):
+        target = tmp_path / name
+        shutil.copytree(folders["fp32"], target)
+        return target
+
+    missing = copy("missing")
+    (missing / "tokenizer.model").unlink()
+    with pytest.raises(FileNotFoundError, match="tokenizer.model"):
+        AlignerOnnx(missing)
+
+    newer = copy("newer")
+    config = json.loads((newer / "config.json").read_text())
+    config["format_version"] += 1
+    (newer / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"config\.json.*newer than this runtime reads"):
+        AlignerOnnx(newer)
+
+    opset = copy("opset")
+    graph = onnx.load(str(opset / "encoder.onnx"))
+    for entry in graph.opset_import:
+        if entry.domain in ("", "ai.onnx"):
+            entry.version = 99
+    onnx.save(graph, str(opset / "encoder.onnx"))
+    with pytest.raises(ValueError, match=r"encoder\.onnx: onnxruntime .* cannot load it"):
+        AlignerOnnx(opset)
+
+    mixed = copy("mixed")
+    shutil.copy(Path(folders["int8"]) / "encoder.onnx", mixed / "encoder.onnx")
+    with pytest.raises(ValueError, match=r"encoder\.onnx: quantization 'int8' in the file"):
+        AlignerOnnx(mixed)
+
+    garbled = copy("garbled")
+    (garbled / "config.json").write_text("{not json")
+    with pytest.raises(ValueError, match=r"config\.json: not valid JSON"):
+        AlignerOnnx(garbled)
+    with pytest.raises(FileNotFoundError, match="no such folder"):
+        AlignerOnnx(tmp_path / "nowhere")
+
+
+def test_bad_audio_names_the_input(folders):
+    from nemo_aligner_plugin.onnx import AlignerOnnx
+
+    runtime = AlignerOnnx(folders["fp32"], num_threads=1)
+    bad = np.ones(SAMPLE_RATE, np.float32)
+    bad[10] = np.nan
+    with pytest.raises(ValueError, match=r"audio\[1\]: audio has NaN"):
+        runtime.transcribe([np.zeros(100, np.float32), bad])
+    with pytest.raises(FileNotFoundError, match="nope.wav"):
+        runtime.transcribe(["nope.wav"])
+
+
+def test_export_leaves_the_model_trainable_and_nemo_file_export_works(model, tmp_path, tone_manifest):
+    import torch
+
+    from tests.conftest import manifest_batch
+
+    batch, _ = manifest_batch(model, tone_manifest)
+    audio, audio_lens, tokens, token_lens = batch
+
+    def loss():
+        model.eval()
+        with torch.no_grad():
+            encoded, encoded_len = model(input_signal=audio, input_signal_length=audio_lens)
+            return float(model.compute_loss(encoded, encoded_len, tokens, token_lens))
+
+    before = loss()
+    model.export(str(tmp_path / "again"))
+    assert loss() == pytest.approx(before, rel=1e-6)  # the decoder adds its start token again
+    assert all(p.requires_grad for p in model.parameters())
+    model.export(str(tmp_path / "model.onnx"))  # NeMo's convention: one file per subnet
+    assert {p.name for p in tmp_path.glob("*.onnx")} == {"encoder-model.onnx", "decoder_joint-model.onnx"}
+
+
+def test_export_refuses_what_the_runtime_cannot_run(tokenizer_dir, tmp_path):
+    from nemo_aligner_plugin import AlignerEncoderModel
+
+    nonar = AlignerEncoderModel(tiny_cfg(tokenizer_dir, model={"aligner_type": "nonar"}).model)
+    with pytest.raises(ValueError, match="aligner_type='nonar'"):
+        nonar.export(str(tmp_path / "nonar"))
+    with pytest.raises(ValueError, match="quantize"):
+        nonar.export(str(tmp_path / "x.onnx"), quantize="int8")
+
+
+def test_silence_in_a_batch_does_not_disturb_the_other_rows(folders, wavs):
+    from nemo_aligner_plugin.onnx import AlignerOnnx
+
+    runtime = AlignerOnnx(folders["fp32"], num_threads=1)
+    alone = runtime.transcribe(wavs[:2], batch_size=1)
+    rng = np.random.default_rng(0)
+    mixed = runtime.transcribe([np.zeros(SAMPLE_RATE, np.float32), wavs[0], synth_tones("ab", rng), wavs[1]])
+    assert [mixed[1].text, mixed[3].text] == [r.text for r in alone]
