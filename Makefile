@@ -16,7 +16,7 @@ else
 DEPS := .deps-installed
 endif
 
-.PHONY: demo test test-slow demo-baselines bench lint format install espeak
+.PHONY: demo test test-slow demo-baselines bench bench-onnx lint format install espeak
 
 demo: $(DEPS) espeak  ## build the espeak-ng corpus, train an aligner on it (all cores), transcribe the test splits
 	$(PYTHON) recipes/run_demo.py --work-dir $(DEMO_DIR)
@@ -32,6 +32,10 @@ demo-baselines: $(DEPS) espeak  ## the demo plus NeMo CTC and RNN-T, each traine
 
 bench: $(DEPS)  ## decoder/training-step timings vs NeMo RNN-T, CTC and AED (one thread; writes benchmarks/results/)
 	OMP_NUM_THREADS=1 $(PYTHON) benchmarks/run.py --out benchmarks/results/$$(date +%Y-%m-%d)-cpu.md
+
+bench-onnx: $(DEPS)  ## deployment on 2 threads: transcribe() vs ONNX fp32/int8 vs sherpa-onnx RNN-T (after demo-baselines)
+	@$(PYTHON) -c "import sherpa_onnx" 2>/dev/null || $(PYTHON) -m pip install -q -e ".[bench]"
+	$(PYTHON) benchmarks/onnx_bench.py --out benchmarks/results/$$(date +%Y-%m-%d)-onnx-cpu.md
 
 lint: $(DEPS)
 	$(PYTHON) -m ruff check .
@@ -60,7 +64,7 @@ $(VENV)/.deps-installed: setup.py | $(VENV)/bin/python
 	@touch $@
 
 .deps-installed: setup.py
-	@$(PYTHON) -c "import torch, nemo, jiwer, pytest, hypothesis, nemo_aligner_plugin" 2>/dev/null || { \
+	@$(PYTHON) -c "import torch, nemo, jiwer, pytest, hypothesis, onnxruntime, nemo_aligner_plugin" 2>/dev/null || { \
 		echo "make: installing $(TORCH_PIN) and this package into $$($(PYTHON) -c 'import sys; print(sys.prefix)')"; \
 		$(PYTHON) -m pip install -q $(TORCH_PIN) && $(PYTHON) -m pip install -q -e ".[test,plot]"; }
 	@touch $@

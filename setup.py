@@ -32,8 +32,13 @@ setup(
         "pyyaml",
     ],
     extras_require={
-        "test": ["pytest>=8", "ruff", "hypothesis>=6.100"],
+        "test": ["pytest>=8", "ruff", "hypothesis>=6.100", "onnx>=1.16", "onnxruntime>=1.17"],
         "plot": ["matplotlib"],
+        # export (model.export(dir)) and the torch-free runtime (nemo_aligner_plugin.onnx); the runtime alone needs
+        # numpy, onnxruntime, sentencepiece and soundfile (pip install --no-deps nemo_aligner_plugin, then those)
+        "onnx": ["onnx>=1.16", "onnxruntime>=1.17", "soundfile"],
+        # benchmarks/onnx_bench.py: system (d), a NeMo RNN-T decoded by sherpa-onnx
+        "bench": ["onnx>=1.16", "onnxruntime>=1.17", "soundfile", "sherpa-onnx==2.0.1"],
     },
     classifiers=[
         "Programming Language :: Python :: 3",

@@ -95,7 +95,8 @@ def test_the_0_1_finetune_path_keeps_working_with_a_deprecation_warning():
     import sys
 
     code = (
-        "import warnings\nimport nemo_aligner_plugin\nwarnings.simplefilter('error', DeprecationWarning)\n"
+        "import warnings\nimport nemo_aligner_plugin.model\n"  # the heavy imports first: torch warns on its own
+        "warnings.simplefilter('error', DeprecationWarning)\n"
         "try:\n    import nemo_aligner_plugin.finetune\nexcept DeprecationWarning as w:\n    print('warned:', w)\n"
         "warnings.simplefilter('ignore')\n"
         "from nemo_aligner_plugin.finetune import EncoderFreezer, from_asr_model\n"
