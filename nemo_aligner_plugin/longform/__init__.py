@@ -13,27 +13,40 @@ plain result. One concept per module:
 - ``transcribe``: files or arrays -> text; ``routing``: what ``transcribe()`` sends here (``enabled``).
 """
 
-from nemo_aligner_plugin.audio import load_audio
-from nemo_aligner_plugin.config import BOUNDARIES, LONGFORM_ENABLED, LONGFORM_MODES, LongformConfig
-from nemo_aligner_plugin.longform.cuts import chunk_cuts, chunk_spans, pause_cuts, speech_ends, split_candidates
-from nemo_aligner_plugin.longform.decode import (
-    ChunkedEncoding,
-    chunk_scores,
-    chunk_search,
-    decode_chunked,
-    decode_chunked_batch,
-)
-from nemo_aligner_plugin.longform.encoding import chunk_frames, encode_chunked, pre_encode
-from nemo_aligner_plugin.longform.routing import (
-    longform_items,
-    routable_audio,
-    routing_seconds,
-    trained_seconds,
-    transcribe_routed,
-)
-from nemo_aligner_plugin.longform.search import split_search
-from nemo_aligner_plugin.longform.states import START_STATES
-from nemo_aligner_plugin.longform.transcribe import longform_config, model_longform_config, transcribe_longform
+from __future__ import annotations
+
+import importlib
+
+# Public name -> the module that defines it, imported on first use: ``cuts`` is plain numpy, and the torch-free
+# ONNX runtime imports it without pulling torch in through the rest of this package.
+_WHERE = {
+    "load_audio": "nemo_aligner_plugin.audio",
+    "BOUNDARIES": "nemo_aligner_plugin.config",
+    "LONGFORM_ENABLED": "nemo_aligner_plugin.config",
+    "LONGFORM_MODES": "nemo_aligner_plugin.config",
+    "LongformConfig": "nemo_aligner_plugin.config",
+    **dict.fromkeys(["chunk_cuts", "chunk_spans", "pause_cuts", "speech_ends", "split_candidates"], "cuts"),
+    **dict.fromkeys(
+        ["ChunkedEncoding", "chunk_scores", "chunk_search", "decode_chunked", "decode_chunked_batch"], "decode"
+    ),
+    **dict.fromkeys(["chunk_frames", "encode_chunked", "pre_encode"], "encoding"),
+    **dict.fromkeys(
+        ["longform_items", "routable_audio", "routing_seconds", "trained_seconds", "transcribe_routed"], "routing"
+    ),
+    "split_search": "search",
+    "START_STATES": "states",
+    **dict.fromkeys(["longform_config", "model_longform_config", "transcribe_longform"], "transcribe"),
+}
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module 'nemo_aligner_plugin.longform' has no attribute {name!r}")
+    module = _WHERE[name] if "." in _WHERE[name] else f"{__name__}.{_WHERE[name]}"
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "BOUNDARIES",
@@ -65,3 +78,9 @@ __all__ = [
     "transcribe_longform",
     "transcribe_routed",
 ]
+
+assert set(__all__) == set(_WHERE)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,53 +1,44 @@
-"""Where the ONNX runtime cuts long audio: chunks no longer than the model was trained on, ended at a quiet point.
+"""Where the ONNX runtime cuts long audio: the model's own long-form boundaries, computed from the numpy features.
 
-S: audio samples.
+S: audio samples, M: feature frames.
 
-The long-form ``reset_only`` mode (docs/longform.md): each chunk is read as an utterance of its own with a fresh
-prediction network, and the texts are joined. A cut inside a word loses that word, so each chunk ends at the
-quietest 20 ms of the last ``search_seconds`` before its limit (a pause when there is one) instead of exactly
-at the limit. Plain numpy: this module is part of the torch-free runtime.
+Audio longer than ``route_above_seconds`` is cut where ``transcribe()``'s long-form would cut it (the same
+``longform.cuts`` functions on the same loudness: the mean normalized log-mel of each feature frame), with the
+model's ``boundary``: ``every_pause`` cuts where speech resumes after every pause, ``pause`` at the quietest
+stretch before each chunk limit, ``fixed`` every ``size_frames``. Each chunk is then read as an utterance of its
+own with a fresh prediction network (long-form ``reset_only``, ``chunk_features: true``). Not done here: the
+model-scored split search (``split_margin``) and the ``prime``/``carry_state`` start states.
 """
 
 from __future__ import annotations
 
-from typing import Optional
+import math
 
 import numpy as np
 
+from nemo_aligner_plugin.longform.cuts import chunk_cuts, frame_means, pause_cuts
+
 __all__ = ["plan_chunks"]
 
-_WINDOW_SECONDS = 0.02  # the span whose energy decides a cut: shorter than a word, longer than a pitch period
 
+def plan_chunks(samples: np.ndarray, features: np.ndarray, longform: dict, factor: int, hop: int) -> list[tuple]:
+    """(S,) audio and its (F, M) features -> [(start, end)] sample ranges covering the audio in order.
 
-def plan_chunks(
-    samples: np.ndarray,
-    sample_rate: int,
-    route_above_seconds: Optional[float],
-    chunk_seconds: float,
-    search_seconds: float,
-) -> list[tuple[int, int]]:
-    """(S,) audio -> [(start, end)] sample ranges covering it in order; one range when it is short enough."""
+    ``longform`` is config.json's section (frames are encoder frames, ``factor`` feature frames of ``hop``
+    samples each). Whether the audio is long enough to cut is the caller's decision (``route_above_seconds``).
+    """
     total = int(samples.size)
-    if route_above_seconds is None or total <= route_above_seconds * sample_rate:
-        return [(0, total)]
-    limit = max(1, int(chunk_seconds * sample_rate))
-    search = min(int(search_seconds * sample_rate), limit // 2)
-    window = max(1, int(_WINDOW_SECONDS * sample_rate))
-    ranges = []
-    start = 0
-    while total - start > limit:
-        end = start + limit
-        ranges.append((start, _quietest_cut(samples, end - search, end, window)))
-        start = ranges[-1][1]
-    ranges.append((start, total))
-    return ranges
-
-
-def _quietest_cut(samples: np.ndarray, low: int, high: int, window: int) -> int:
-    """The centre of the quietest ``window``-long span of samples[low:high] (the latest one on ties)."""
-    span = samples[low:high].astype(np.float64)
-    if span.size < window:
-        return high
-    energy = np.convolve(span * span, np.ones(window), mode="valid")  # energy of span[i : i + window]
-    best = energy.size - 1 - int(np.argmin(energy[::-1]))
-    return low + best + window // 2
+    loudness = features.mean(axis=0).astype(np.float64)  # (M,): low in pauses
+    num_frames = math.ceil(loudness.size / factor)  # the conv subsampling rounds up: repeat the last value
+    loudness = np.concatenate([loudness, np.repeat(loudness[-1:], num_frames * factor - loudness.size)])
+    size, search, width = longform["size_frames"], longform["search_frames"], longform["width_frames"]
+    if longform["boundary"] == "fixed":
+        cuts = list(range(size, num_frames, size)) + [num_frames]
+    elif longform["boundary"] == "pause":
+        cuts = chunk_cuts(frame_means(loudness, factor).tolist(), size, search, width)
+    else:
+        cuts = pause_cuts(loudness, factor, size, search, width, longform["min_frames"], longform["lead_feat_frames"])
+    step = factor * hop  # encoder frame f holds samples [f * step, (f + 1) * step)
+    ends = [min(total, cut * step) for cut in cuts[:-1]] + [total]
+    starts = [0] + ends[:-1]
+    return [(start, end) for start, end in zip(starts, ends, strict=True) if end > start]

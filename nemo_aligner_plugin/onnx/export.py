@@ -77,13 +77,7 @@ def export_folder(model, folder: str | Path, quantize: Optional[str] = None, ops
 
 def _config(model, settings: dict, opset: int, quantize: Optional[str]) -> dict:
     from nemo_aligner_plugin import __version__
-    from nemo_aligner_plugin.longform.routing import routing_seconds, trained_seconds
-    from nemo_aligner_plugin.longform.transcribe import model_longform_config
 
-    longform = model_longform_config(model)
-    route_above = routing_seconds(model, longform)
-    trained = trained_seconds(model)[0]
-    chunk = longform.chunk_seconds if trained is None else min(longform.chunk_seconds, trained)
     subsampling = int(model.encoder.subsampling_factor)
     lstm = model.decoder.prediction["dec_rnn"].lstm
     return {
@@ -102,11 +96,31 @@ def _config(model, settings: dict, opset: int, quantize: Optional[str]) -> dict:
         "encoder_dim": int(model.encoder.d_model),
         "reverse_audio": bool(model.reverse_audio),
         "max_tokens": model.cfg.decoding.greedy.get("max_tokens"),
-        # Audio longer than route_above_seconds is read in chunks of at most chunk_seconds, each with a fresh
-        # prediction network (long-form reset_only); null: never (the model's longform.enabled is false).
-        "longform": {"route_above_seconds": route_above, "chunk_seconds": chunk, "search_seconds": 1.0},
+        "longform": _longform_section(model),
         "quantization": quantize,
         "files": dict(FILES),
+    }
+
+
+def _longform_section(model) -> dict:
+    """Where the runtime cuts long audio: above the length ``transcribe()`` routes (null: never), at the model's
+    long-form boundaries, in encoder frames (``chunks.py``; the model's ``mode`` is read as ``reset_only``)."""
+    from nemo_aligner_plugin.config import PAUSE_WIDTH_SECONDS
+    from nemo_aligner_plugin.frames import seconds_to_feat_frames, seconds_to_frames
+    from nemo_aligner_plugin.longform.cuts import MIN_CHUNK_SECONDS
+    from nemo_aligner_plugin.longform.routing import routing_seconds
+    from nemo_aligner_plugin.longform.transcribe import model_longform_config
+
+    cfg = model_longform_config(model)
+    size_frames = seconds_to_frames(model, cfg.chunk_seconds)
+    return {
+        "route_above_seconds": routing_seconds(model, cfg),
+        "boundary": cfg.boundary,
+        "size_frames": size_frames,
+        "search_frames": min(size_frames, seconds_to_frames(model, cfg.pause_search_seconds)),
+        "width_frames": seconds_to_frames(model, PAUSE_WIDTH_SECONDS),
+        "min_frames": seconds_to_frames(model, MIN_CHUNK_SECONDS),
+        "lead_feat_frames": seconds_to_feat_frames(model, cfg.onset_lead_seconds),
     }
 
 

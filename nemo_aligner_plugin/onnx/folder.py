@@ -107,6 +107,12 @@ def _check(config: Any, path: Path) -> None:
             raise ValueError(f"{path}: field {key!r} = {value!r} has the wrong type")
     if config["quantization"] not in QUANTIZATIONS:
         raise ValueError(f"{path}: quantization {config['quantization']!r}; expected one of {QUANTIZATIONS}")
+    longform_keys = {"route_above_seconds", "boundary", "size_frames", "search_frames", "width_frames", "min_frames"}
+    missing = (longform_keys | {"lead_feat_frames"}) - set(config["longform"])
+    if missing:
+        raise ValueError(f"{path}: field 'longform' lacks {sorted(missing)}")
+    if config["longform"]["boundary"] not in ("fixed", "pause", "every_pause"):
+        raise ValueError(f"{path}: longform boundary {config['longform']['boundary']!r} is not fixed/pause/every_pause")
     missing = set(FILES) - set(config["files"])
     if missing:
         raise ValueError(f"{path}: field 'files' lacks {sorted(missing)}")

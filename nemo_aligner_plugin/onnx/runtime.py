@@ -68,17 +68,9 @@ class AlignerOnnx:
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size} must be >= 1")
         pieces = []  # (item index, first sample, samples)
-        longform = self.config["longform"]
         for index, item in enumerate(items):
             samples = self._load(item, index)
-            for start, end in plan_chunks(
-                samples,
-                self.sample_rate,
-                longform["route_above_seconds"],
-                longform["chunk_seconds"],
-                longform["search_seconds"],
-            ):
-                pieces.append((index, start, samples[start:end]))
+            pieces += [(index, start, samples[start:end]) for start, end in self._chunks(samples)]
         tokens: list[list[int]] = [[] for _ in items]
         frames: list[list[int]] = [[] for _ in items]
         samples_per_frame = self.frame_seconds * self.sample_rate
@@ -89,6 +81,18 @@ class AlignerOnnx:
                 tokens[index].extend(row)
                 frames[index].extend(offset + i for i in range(len(row)))
         return [OnnxTranscript(self._text(t), t, f) for t, f in zip(tokens, frames, strict=True)]
+
+    def _chunks(self, samples: np.ndarray) -> list[tuple[int, int]]:
+        """The sample ranges ``samples`` is read in: one, unless it is longer than the model was trained on."""
+        longform = self.config["longform"]
+        route_above = longform["route_above_seconds"]
+        if route_above is None or samples.size <= route_above * self.sample_rate:
+            return [(0, samples.size)]
+        clock = time.perf_counter()
+        features, lengths = self.features([samples])
+        self.timings["features"] += time.perf_counter() - clock
+        hop = int(self.config["features"]["hop_length"])
+        return plan_chunks(samples, features[0, :, : lengths[0]], longform, self.config["subsampling_factor"], hop)
 
     def _decode(self, signals: list[np.ndarray]) -> list[list[int]]:
         if self.config["reverse_audio"]:

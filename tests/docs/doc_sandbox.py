@@ -32,6 +32,7 @@ PLACEHOLDERS = {
     "train.json, dev.json, test.json": "the tone manifest",
     "long.json, dev_long.json": "a manifest of talk.wav",
     "noise.json": "a manifest of one 3 s white-noise file (non-speech audio)",
+    "model_onnx": "model.nemo exported for the torch-free runtime (model.export(dir), docs/onnx.md)",
     "tokenizers/bpe1024, tokenizers/my_bpe256": "tone tokenizers (24 and 16 pieces)",
     "conformer_ctc.nemo, x.nemo, stt_en_conformer_ctc_large.nemo": "a tiny NeMo CTC Conformer",
     "stt_en_conformer_ctc_large, nvidia/stt_en_fastconformer_ctc_large": "the tiny CTC model, in the caches",
@@ -154,6 +155,7 @@ def build_sandbox(root: Path, trained_nemo: Path, tone_manifest: Path, tokenizer
     with open_dict(model.cfg):  # as training writes it
         model.cfg.train_durations = OmegaConf.structured(train_durations(train_ds))
     model.save_to(str(root / "model.nemo"))
+    model.export(str(root / "model_onnx"))
 
     torch.manual_seed(0)
     EncDecCTCModelBPE(tiny_ctc_cfg(tokenizer_dir)).save_to(str(root / "conformer_ctc.nemo"))

@@ -131,25 +131,24 @@ def test_runtime_and_cli_work_where_torch_and_nemo_cannot_be_imported(folders, w
 
 
 def test_long_audio_is_read_in_chunks_cut_at_pauses(folders, wavs, tmp_path):
-    """A file longer than the folder's route_above_seconds: read as its chunks would be read one by one, cut in
-    the pauses between utterances, each token placed on its frame in the whole file."""
+    """A file longer than the folder's route_above_seconds: cut where speech resumes after each pause (the
+    every_pause boundary), each chunk read as it would be alone, each token placed on its frame in the file."""
     from nemo_aligner_plugin.onnx import AlignerOnnx
-    from nemo_aligner_plugin.onnx.chunks import plan_chunks
 
     folder = tmp_path / "short_chunks"
     shutil.copytree(folders["fp32"], folder)
     config = json.loads((folder / "config.json").read_text())
-    config["longform"] = {"route_above_seconds": 2.0, "chunk_seconds": 2.0, "search_seconds": 1.0}
+    config["longform"].update(route_above_seconds=2.0, boundary="every_pause", size_frames=75, search_frames=25)
     (folder / "config.json").write_text(json.dumps(config))
     gap = np.zeros(int(0.6 * SAMPLE_RATE), np.float32)
     pieces = [sf.read(path, dtype="float32")[0] for path in wavs[:8]]
     long_audio = np.concatenate([p for piece in pieces for p in (piece, gap)])
-    cuts = plan_chunks(long_audio, SAMPLE_RATE, 2.0, 2.0, 1.0)
-    assert len(cuts) > 3 and cuts[0][0] == 0 and cuts[-1][1] == long_audio.size
-    assert all(end - start <= 2 * SAMPLE_RATE for start, end in cuts)
-    assert all(not long_audio[end - 160 : end + 160].any() for _, end in cuts[:-1])  # every cut in a pause
 
     runtime = AlignerOnnx(folder, num_threads=1)
+    cuts = runtime._chunks(long_audio)
+    assert len(cuts) == 8 and cuts[0][0] == 0 and cuts[-1][1] == long_audio.size
+    for _, end in cuts[:-1]:  # in the pause, less than 0.1 s before speech resumes
+        assert not long_audio[end - 160 : end].any() and long_audio[end : end + SAMPLE_RATE // 10].any()
     whole = runtime.transcribe(long_audio)[0]
     alone = runtime.transcribe([long_audio[start:end] for start, end in cuts])
     assert whole.tokens == [t for chunk in alone for t in chunk.tokens] and whole.tokens
@@ -159,16 +158,20 @@ def test_long_audio_is_read_in_chunks_cut_at_pauses(folders, wavs, tmp_path):
     assert whole.frames == expected
 
 
-def test_plan_chunks_short_audio_and_quiet_cuts():
+def test_plan_chunks_boundaries():
     from nemo_aligner_plugin.onnx.chunks import plan_chunks
 
-    rng = np.random.default_rng(0)
-    audio = rng.standard_normal(10 * SAMPLE_RATE).astype(np.float32)
-    assert plan_chunks(audio, SAMPLE_RATE, None, 2.0, 1.0) == [(0, audio.size)]
-    assert plan_chunks(audio, SAMPLE_RATE, 12.0, 2.0, 1.0) == [(0, audio.size)]
-    audio[int(1.5 * SAMPLE_RATE) : int(1.6 * SAMPLE_RATE)] = 0.0  # a pause inside the first search window
-    first_cut = plan_chunks(audio, SAMPLE_RATE, 5.0, 2.0, 1.0)[0][1]
-    assert 1.5 * SAMPLE_RATE <= first_cut <= 1.6 * SAMPLE_RATE
+    factor, hop = 4, 160
+    features = np.ones((8, 400))  # 400 feature frames = 100 encoder frames = 4 s
+    features[:, 150:180] = -3.0  # a 0.3 s pause; speech resumes at feature frame 180 (encoder frame 45)
+    samples = np.zeros(400 * hop, np.float32)
+    section = {"size_frames": 60, "search_frames": 30, "width_frames": 5, "min_frames": 25, "lead_feat_frames": 0}
+    every = plan_chunks(samples, features, {**section, "boundary": "every_pause"}, factor, hop)
+    assert every[0] == (0, 45 * factor * hop) and every[-1][1] == samples.size
+    fixed = plan_chunks(samples, features, {**section, "boundary": "fixed"}, factor, hop)
+    assert fixed == [(0, 60 * factor * hop), (60 * factor * hop, samples.size)]
+    pause = plan_chunks(samples, features, {**section, "boundary": "pause"}, factor, hop)
+    assert pause[0] == (0, 45 * factor * hop)  # the end of the quietest stretch within the chunk's last 30 frames
 
 
 def test_bad_folders_name_the_file(folders, tmp_path):
