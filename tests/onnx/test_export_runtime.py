@@ -270,3 +270,24 @@ def test_silence_in_a_batch_does_not_disturb_the_other_rows(folders, wavs):
     rng = np.random.default_rng(0)
     mixed = runtime.transcribe([np.zeros(SAMPLE_RATE, np.float32), wavs[0], synth_tones("ab", rng), wavs[1]])
     assert [mixed[1].text, mixed[3].text] == [r.text for r in alone]
+
+
+def test_cli_manifest_writes_pred_text_and_wer(folders, wavs, model, tmp_path, capsys):
+    import jiwer
+
+    from nemo_aligner_plugin.onnx.__main__ import main, word_errors
+
+    _, texts = torch_greedy(model, wavs[:3], 4)
+    manifest = tmp_path / "m.json"
+    refs = [texts[0], texts[1] + " extra", "x"]
+    lines = [{"audio_filepath": Path(w).name, "text": r} for w, r in zip(wavs[:3], refs, strict=True)]
+    for w in wavs[:3]:
+        shutil.copy(w, tmp_path / Path(w).name)  # relative paths resolve against the manifest's folder
+    manifest.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    assert main([str(folders["fp32"]), "--manifest", str(manifest), "--output", str(tmp_path / "p.json")]) == 0
+    preds = [json.loads(line)["pred_text"] for line in (tmp_path / "p.json").read_text().splitlines()]
+    assert preds == texts
+    expected = 100 * jiwer.wer(refs, texts)
+    assert f"WER {expected:.2f}%" in capsys.readouterr().err
+    for ref, hyp, errors in [("a b c", "a x c d", 2), ("", "a", 1), ("a b", "", 2), ("the cat sat", "cat the sat", 2)]:
+        assert word_errors(ref, hyp) == errors
