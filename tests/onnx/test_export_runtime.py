@@ -291,3 +291,22 @@ def test_cli_manifest_writes_pred_text_and_wer(folders, wavs, model, tmp_path, c
     assert f"WER {expected:.2f}%" in capsys.readouterr().err
     for ref, hyp, errors in [("a b c", "a x c d", 2), ("", "a", 1), ("a b", "", 2), ("the cat sat", "cat the sat", 2)]:
         assert word_errors(ref, hyp) == errors
+
+
+def test_reverse_audio_models_read_reversed_audio(folders, wavs, tmp_path, tokenizer_dir):
+    """config.json's reverse_audio (the paper's reverse-alignment experiment) reverses each input, as the model's
+    forward does; the exporter records the model's flag."""
+    from nemo_aligner_plugin import AlignerEncoderModel
+    from nemo_aligner_plugin.onnx import AlignerOnnx
+
+    reverse = AlignerEncoderModel(tiny_cfg(tokenizer_dir, model={"reverse_audio": True}).model)
+    assert json.loads((reverse.export(str(tmp_path / "rev")) / "config.json").read_text())["reverse_audio"] is True
+
+    folder = tmp_path / "reversed"
+    shutil.copytree(folders["fp32"], folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["reverse_audio"] = True
+    (folder / "config.json").write_text(json.dumps(config))
+    audio = [sf.read(path, dtype="float32")[0] for path in wavs[:3]]
+    forward = AlignerOnnx(folders["fp32"], num_threads=1).transcribe([a[::-1].copy() for a in audio])
+    assert [r.tokens for r in AlignerOnnx(folder, num_threads=1).transcribe(audio)] == [r.tokens for r in forward]
