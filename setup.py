@@ -32,7 +32,7 @@ setup(
         "pyyaml",
     ],
     extras_require={
-        "test": ["pytest>=8", "ruff", "hypothesis>=6.100", "onnx>=1.16", "onnxruntime>=1.17"],
+        "test": ["pytest>=8", "ruff", "hypothesis>=6.100", "onnx>=1.16", "onnxruntime>=1.17", "sherpa-onnx==2.0.1"],
         "plot": ["matplotlib"],
         # export (model.export(dir)) and the torch-free runtime (nemo_aligner_plugin.onnx); the runtime alone needs
         # numpy, onnxruntime, sentencepiece and soundfile (pip install --no-deps nemo_aligner_plugin, then those)
