@@ -100,7 +100,7 @@ def load_torch(spec: dict):
         hyps = model.transcribe(files, batch_size=spec["batch_size"], return_hypotheses=True, verbose=False)
         return [[int(t) for t in h.y_sequence] for h in hyps], [h.text for h in hyps]
 
-    return transcribe, stages, dict
+    return transcribe, stages
 
 
 def load_onnx(spec: dict):
@@ -113,7 +113,7 @@ def load_onnx(spec: dict):
         out = model.transcribe(files, batch_size=spec["batch_size"])
         return [o.tokens for o in out], [o.text for o in out]
 
-    return transcribe, model.timings, dict
+    return transcribe, model.timings
 
 
 class _RecordingRecognizer:
@@ -131,9 +131,9 @@ class _RecordingRecognizer:
 
 
 def load_sherpa(spec: dict):
-    """(d): sherpa-onnx on the export_for_sherpa folder. Its decoder time is estimated after the run (and after the
-    peak RSS is read) as its decode time minus the same encoder.onnx timed alone on the same batch shapes."""
-    from sherpa_transducer import SherpaTransducer, encoder_seconds
+    """(d): sherpa-onnx on the export_for_sherpa folder; ``decode_streams`` (encoder + greedy search) is one stage,
+    split in the report by the encoder timed alone in a process of its own (``encoder_main``)."""
+    from sherpa_transducer import SherpaTransducer
 
     model = SherpaTransducer(spec["model"], num_threads=THREADS)
     recorder = model.recognizer = _RecordingRecognizer(model.recognizer)
@@ -146,21 +146,29 @@ def load_sherpa(spec: dict):
         stages["features"], stages["decoder"] = model.timings["features"], model.timings["decode"]
         return [list(s.result.tokens) for s in recorder.streams], texts
 
-    def split_decode() -> dict:
-        encoder = encoder_seconds(spec["model"], spec["files"], THREADS, batch_size=spec["batch_size"])
-        return {"encoder": encoder, "decoder": stages["decoder"] - encoder}
-
-    return transcribe, stages, split_decode
+    return transcribe, stages
 
 
 LOADERS = {"torch": load_torch, "onnx": load_onnx, "sherpa": load_sherpa}
 
 
+def encoder_main(spec: dict) -> dict:
+    """sherpa's encoder.onnx alone on the batch shapes sherpa ran (``sherpa_transducer.encoder_seconds``), in a
+    fresh process: run in sherpa's process, it measured slower than sherpa's whole decode."""
+    from sherpa_transducer import encoder_seconds
+
+    seconds = encoder_seconds(spec["model"], spec["files"], THREADS, batch_size=spec["batch_size"])
+    return {"encoder_s": seconds, "load_average": os.getloadavg()[0], "peak_rss_mb": peak_rss_mb()}
+
+
 def child_main(spec_path: Path) -> None:
     """Run one system on one model's files; write its measurements next to the spec."""
     spec = json.loads(spec_path.read_text())
+    if spec["runner"] == "sherpa_encoder":
+        spec_path.with_suffix(".out.json").write_text(json.dumps(encoder_main(spec)))
+        return
     clock = time.perf_counter()
-    transcribe, stages, after = LOADERS[spec["runner"]](spec)
+    transcribe, stages = LOADERS[spec["runner"]](spec)
     load_s = time.perf_counter() - clock
     transcribe(spec["files"][: spec["batch_size"]])  # warm-up batch
     stages.update(dict.fromkeys(stages, 0.0))
@@ -180,12 +188,11 @@ def child_main(spec_path: Path) -> None:
     }
     if spec["runner"] != "torch" and (result["torch_imported"] or result["nemo_imported"]):
         raise SystemExit(f"the {spec['runner']} process imported torch or nemo: not a deployment process")
-    result["stages"].update(after())
     spec_path.with_suffix(".out.json").write_text(json.dumps(result))
 
 
-def run_child(system: System, model: str, files: list[str], forced: bool, work: Path) -> dict:
-    spec = {"runner": system.runner, "model": model, "files": files, "forced": forced, "batch_size": BATCH_SIZE}
+def run_child(runner: str, model: str, files: list[str], forced: bool, work: Path) -> dict:
+    spec = {"runner": runner, "model": model, "files": files, "forced": forced, "batch_size": BATCH_SIZE}
     spec_path = Path(tempfile.mkstemp(suffix=".json", dir=work)[1])
     spec_path.write_text(json.dumps(spec))
     env = {**os.environ, **THREAD_ENV}
@@ -197,7 +204,7 @@ def run_child(system: System, model: str, files: list[str], forced: bool, work: 
         text=True,
     )
     if proc.returncode != 0:
-        raise RuntimeError(f"{system.label} on {model} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
+        raise RuntimeError(f"{runner} on {model} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
     return json.loads(spec_path.with_suffix(".out.json").read_text())
 
 
@@ -207,8 +214,11 @@ def run_rounds(benches: Sequence[Bench], rounds: int, work: Path) -> None:
         for bench in benches:
             for system in SYSTEMS:
                 forced = bench.expected_tokens is not None
-                result = run_child(system, bench.folders[system.key], bench.files, forced, work)
+                result = run_child(system.runner, bench.folders[system.key], bench.files, forced, work)
                 bench.results.setdefault(system.key, []).append(result)
+                if system.runner == "sherpa":  # its encoder alone, right after it
+                    alone = run_child("sherpa_encoder", bench.folders[system.key], bench.files, forced, work)
+                    bench.results.setdefault(f"{system.key} encoder", []).append(alone)
                 print(f"round {round_index + 1}/{rounds}, {bench.name}, {system.label}: {result['wall_s']:.2f} s")
 
 
@@ -220,6 +230,9 @@ def summary(bench: Bench, key: str) -> dict:
     results = bench.results[key]
     wall = median(r["wall_s"] for r in results)
     stages = {k: median(r["stages"][k] for r in results) for k in STAGES}
+    if f"{key} encoder" in bench.results:  # sherpa: decode_streams = encoder (timed alone) + greedy search
+        stages["encoder"] = median(r["encoder_s"] for r in bench.results[f"{key} encoder"])
+        stages["decoder"] -= stages["encoder"]
     return {
         "wall": wall,
         "rtfx": bench.audio_s / wall,
@@ -360,8 +373,10 @@ def report(args: argparse.Namespace, demo: Bench, paper: Bench, loads: tuple[str
         " (model load included). `torch imported`: whether torch was in that process's sys.modules (the ONNX and"
         " sherpa-onnx processes must not import it and are checked). Stages: (a) the preprocessor, encoder and"
         " decoding calls timed in transcribe(); (b)/(c) `AlignerOnnx.timings`; (d) sherpa's fbank time, and its"
-        " `decode_streams` time split by timing the same encoder.onnx alone (`sherpa_transducer.encoder_seconds`,"
-        " marked ~): the decoder estimate is the rest. `other` = wall - the stages (reading audio, data loaders).",
+        " `decode_streams` time split by timing the same encoder.onnx alone on the same batch shapes"
+        " (`sherpa_transducer.encoder_seconds`, in Python's onnxruntime, in a process of its own run right after"
+        " sherpa's in every round; marked ~): the decoder estimate is the rest. `other` = wall - the stages (reading"
+        " audio, data loaders).",
         "",
         f"## Paper-size model ({paper.about})",
         "",
