@@ -148,6 +148,9 @@ def _session(path: Path, subnet: str, config: dict, num_threads: Optional[int], 
         options.intra_op_num_threads = num_threads
         options.inter_op_num_threads = 1
     options.log_severity_level = 3  # errors only: onnxruntime warns about initializers on every load
+    # Idle intra-op threads spin by default, and the runtime alternates two sessions and numpy: a spinning pool
+    # takes the cores the next stage needs (demo test split, 2 cores: 2.1x slower end to end with spinning).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         session = onnxruntime.InferenceSession(
             str(path), sess_options=options, providers=providers or ["CPUExecutionProvider"]
