@@ -77,6 +77,7 @@ def export_folder(model, folder: str | Path, quantize: Optional[str] = None, ops
 
 def _config(model, settings: dict, opset: int, quantize: Optional[str]) -> dict:
     from nemo_aligner_plugin import __version__
+    from nemo_aligner_plugin.frames import encoder_frame_seconds
 
     subsampling = int(model.encoder.subsampling_factor)
     lstm = model.decoder.prediction["dec_rnn"].lstm
@@ -88,7 +89,7 @@ def _config(model, settings: dict, opset: int, quantize: Optional[str]) -> dict:
         "sample_rate": int(model.cfg.sample_rate),
         "features": settings,
         "subsampling_factor": subsampling,
-        "frame_seconds": subsampling * float(settings["hop_length"]) / float(settings["sample_rate"]),
+        "frame_seconds": encoder_frame_seconds(model),
         "eos_id": int(model.eos_id),
         "vocab_size": int(model.eos_id),  # EOS is the slot after the vocabulary
         "pred_rnn_layers": int(lstm.num_layers),
