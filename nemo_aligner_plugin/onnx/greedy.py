@@ -10,20 +10,11 @@ rows' tokens, not B times its longest row.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
 
-__all__ = ["GreedyResult", "greedy_decode"]
-
-
-@dataclass
-class GreedyResult:
-    """Per row: tokens (frame i carries token i) and the summed log-probability of tokens and final EOS."""
-
-    tokens: list[list[int]]
-    scores: list[float]
+__all__ = ["greedy_decode"]
 
 
 def greedy_decode(
@@ -34,8 +25,9 @@ def greedy_decode(
     num_layers: int,
     hidden: int,
     max_tokens: Optional[int] = None,
-) -> GreedyResult:
-    """Decode (B, D, T) encoder output with an onnxruntime session of ``decoder_joint.onnx``."""
+) -> list[list[int]]:
+    """Decode (B, D, T) encoder output with an onnxruntime session of ``decoder_joint.onnx``: each row's tokens
+    (frame i carries token i)."""
     batch = encoded.shape[0]
     limit = lengths.astype(np.int64).copy()
     if max_tokens is not None:
@@ -46,7 +38,6 @@ def greedy_decode(
     state_c = np.zeros_like(state_h)
     prev = np.full(batch, eos_id, dtype=np.int64)
     tokens: list[list[int]] = [[] for _ in range(batch)]
-    scores = np.zeros(batch, dtype=np.float64)
     running = np.flatnonzero(limit > 0)
     step = 0
     while running.size:
@@ -61,11 +52,7 @@ def greedy_decode(
                 "input_states_2": state_c[:, running],
             },
         )
-        logits = logits.reshape(running.size, -1).astype(np.float64)
-        best = logits.argmax(axis=1)
-        top = logits[np.arange(running.size), best]
-        log_norm = top + np.log(np.exp(logits - top[:, None]).sum(axis=1))
-        scores[running] += top - log_norm
+        best = logits.reshape(running.size, -1).argmax(axis=1)
         emitted = best != eos_id
         rows = running[emitted]
         for row, token in zip(rows.tolist(), best[emitted].tolist(), strict=True):
@@ -75,7 +62,7 @@ def greedy_decode(
         prev[rows] = best[emitted]
         step += 1
         running = rows[limit[rows] > step]  # a row stops at EOS or when its frames (or max_tokens) run out
-    return GreedyResult(tokens=tokens, scores=scores.tolist())
+    return tokens
 
 
 _ONNX_TYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32}

@@ -109,7 +109,7 @@ class AlignerOnnx:
         # zero where torch floors it, and would give an empty input one frame to decode.
         encoded_lens = np.where(feat_lens == 0, 0, encoded_lens)
         clock = time.perf_counter()
-        result = greedy_decode(
+        tokens = greedy_decode(
             self.decoder_joint,
             encoded,
             encoded_lens,
@@ -119,7 +119,7 @@ class AlignerOnnx:
             max_tokens=self.config["max_tokens"],
         )
         self.timings["decoder"] += time.perf_counter() - clock
-        return result.tokens
+        return tokens
 
     def _load(self, item: Audio, index: int) -> np.ndarray:
         if isinstance(item, (str, Path)):
