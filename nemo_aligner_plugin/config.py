@@ -107,6 +107,31 @@ class NonARAuxConfig:
 
 
 @dataclass
+class ChunkwiseConfig:
+    """The Chunkwise Aligner's chunking (``aligner_type: chunkwise``, docs/streaming.md); it also sets the encoder's
+    cache-aware attention (``att_context_size``, ``chunked_limited``, causal convolutions and subsampling)."""
+
+    chunk_size: int = 16  # encoder frames per chunk: the attention chunk and the unit labels are read in
+    left_chunks: int = 4  # chunks of left context each chunk's self-attention sees (bounds the streaming caches)
+    max_labels_per_chunk: Optional[int] = None  # labels one chunk can hold (its first frames); None: chunk_size
+
+    def __post_init__(self) -> None:
+        if self.chunk_size < 1 or self.left_chunks < 0:
+            raise ValueError(
+                f"model.chunkwise: chunk_size={self.chunk_size} must be >= 1 and left_chunks={self.left_chunks} >= 0"
+            )
+        if self.max_labels_per_chunk is not None and not 1 <= self.max_labels_per_chunk <= self.chunk_size:
+            raise ValueError(
+                f"model.chunkwise.max_labels_per_chunk={self.max_labels_per_chunk}: must be in 1..chunk_size "
+                f"({self.chunk_size}), or null for chunk_size"
+            )
+
+    @property
+    def labels_per_chunk(self) -> int:
+        return self.chunk_size if self.max_labels_per_chunk is None else self.max_labels_per_chunk
+
+
+@dataclass
 class ConcatUtterancesConfig:
     fraction: float = 0.15  # expected share of each batch's utterances joined into longer rows (paper: ~15%)
     gap_seconds: Any = 0.1  # silence between joined utterances: seconds, or [min, max] drawn per join
@@ -194,7 +219,9 @@ class TrainDurations:
 class HeadFlags:
     """The top-level flags of an aligner's ``model`` section."""
 
-    aligner_type: str = "ar"  # ar: prediction network + joint (the paper's Aligner) | nonar: per-frame classifier
+    # ar: prediction network + joint (the paper's Aligner) | nonar: per-frame classifier | chunkwise: the streaming
+    # Chunkwise Aligner (model.chunkwise)
+    aligner_type: str = "ar"
     reverse_audio: bool = False  # the paper's reverse-alignment experiment: audio reversed within its length
     log_prediction: bool = True  # log one reference/prediction pair at validation
     compute_eval_loss: bool = True  # compute val_loss in validation
@@ -230,13 +257,14 @@ class FinetuneOptim:
     min_lr: float = 1e-6
 
 
-ALIGNER_TYPES = ("ar", "nonar")
+ALIGNER_TYPES = ("ar", "nonar", "chunkwise")
 # Model sections read through a dataclass: key -> class.
 SECTIONS = {
     "loss": LossConfig,
     "aux_ctc": AuxCTCConfig,
     "aux_aligner": AuxAlignerConfig,
     "nonar_aux": NonARAuxConfig,
+    "chunkwise": ChunkwiseConfig,
     "concat_utterances": ConcatUtterancesConfig,
     "silence_padding": SilencePaddingConfig,
     "nonspeech": NonSpeechConfig,

@@ -33,6 +33,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from nemo_aligner_plugin import checks
 from nemo_aligner_plugin.augment import BatchAugmentation, reverse_within_length
+from nemo_aligner_plugin.chunkwise import model_setup as chunkwise
 from nemo_aligner_plugin.config import HeadFlags, read_section
 from nemo_aligner_plugin.decoding.nemo_glue import AlignerBPEDecoding
 from nemo_aligner_plugin.decoding.strategies import STRATEGIES, normalize_decoding_cfg
@@ -62,7 +63,7 @@ class AlignerEncoderModel(
         cfg = model_utils.maybe_update_config_version(cfg)
         flags = HeadFlags.read(cfg)
         self.aligner_type = flags.aligner_type
-        autoregressive = self.aligner_type == "ar"
+        autoregressive = self.aligner_type in ("ar", "chunkwise")  # with a prediction network and joint
         required = ("tokenizer", "preprocessor", "encoder") + (("decoder", "joint") if autoregressive else ())
         for key in required:
             if key not in cfg:
@@ -81,6 +82,7 @@ class AlignerEncoderModel(
                 cfg.joint.jointnet.encoder_hidden = cfg.model_defaults.enc_hidden
                 cfg.joint.jointnet.pred_hidden = cfg.decoder.prednet.pred_hidden
             cfg.loss = OmegaConf.structured(options["loss"])
+            self.chunkwise = chunkwise.configure_streaming_encoder(cfg) if self.aligner_type == "chunkwise" else None
 
         if trainer is None:  # restore or inference: NeMo's advice to set up data loaders, with config dumps, is noise
             with quiet_nemo():
@@ -105,6 +107,8 @@ class AlignerEncoderModel(
         self.eos_id = len(vocabulary)  # the RNN-T blank slot: NeMo's decoding wrapper strips it from text
         loss_options = vars(options["loss"])
         self.loss = AlignerLoss(eos_id=self.eos_id, **loss_options)
+        if self.chunkwise is not None:  # the chunk x label lattice; EOS is the end-of-chunk symbol
+            self.loss = chunkwise.make_loss(self.eos_id, self.chunkwise, options["loss"])
         self.nonar_aux_loss = AlignerLoss(eos_id=self.eos_id, **loss_options)
         # Utterances the main loss could not align, counted apart: validation's never reach the training summary.
         self.skipped_train = SkippedUtterances("training")
@@ -139,6 +143,7 @@ class AlignerEncoderModel(
     def _resolve_decoding_cfg(self, decoding_cfg) -> DictConfig:
         """Validate a decoding config against what this model has (prediction network or non-AR head)."""
         cfg = normalize_decoding_cfg(decoding_cfg)
+        chunkwise.resolve_decoding(cfg, self.chunkwise)  # chunkwise_greedy if and only if aligner_type=chunkwise
         if self.aligner_type == "nonar":
             if cfg.strategy == "greedy_batch":  # greedy requests (incl. NeMo's RNN-T default) -> the non-AR decoder
                 cfg.strategy = "nonar_greedy"
@@ -273,6 +278,8 @@ class AlignerEncoderModel(
         self, encoded, encoded_len, transcript, transcript_len, loss: Optional[AlignerLoss] = None, pred=None
     ) -> torch.Tensor:
         """The aligner loss (``self.loss`` unless another instance is given) of frames ``encoded``."""
+        if self.chunkwise is not None:
+            return chunkwise.chunkwise_loss(self, encoded, encoded_len, transcript, transcript_len, pred, loss)
         logits = self.aligner_logits(encoded, transcript, transcript_len, pred)
         loss = self.loss if loss is None else loss
         return loss(logits=logits, targets=transcript, target_lengths=transcript_len, encoder_lengths=encoded_len)

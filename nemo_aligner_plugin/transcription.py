@@ -74,15 +74,21 @@ class AlignerTranscriptionMixin:
     def _transcribe_routed(self, audio, batch_size: int, **kwargs):
         """Long audio through long-form decoding where the input allows it; everything else through NeMo's loop."""
         plain = partial(super().transcribe, batch_size=batch_size, **kwargs)
-        items = longform_items(
-            self,
-            audio,
-            override_config=kwargs["override_config"],
-            channel_selector=kwargs["channel_selector"],
-            augmentor=kwargs["augmentor"],
-            timestamps=bool(kwargs["timestamps"] or self.cfg.decoding.get("compute_timestamps")),
+        # a chunkwise model reads any length chunk by chunk: no long-form cutting, no trained-length warning
+        items = (
+            None
+            if self.chunkwise is not None
+            else longform_items(
+                self,
+                audio,
+                override_config=kwargs["override_config"],
+                channel_selector=kwargs["channel_selector"],
+                augmentor=kwargs["augmentor"],
+                timestamps=bool(kwargs["timestamps"] or self.cfg.decoding.get("compute_timestamps")),
+            )
         )
-        checks.check_transcribe_inputs(self, audio, check_duration=items is None, use_lhotse=kwargs["use_lhotse"])
+        check_duration = items is None and self.chunkwise is None
+        checks.check_transcribe_inputs(self, audio, check_duration=check_duration, use_lhotse=kwargs["use_lhotse"])
         if items is None:
             return plain(audio)
         return transcribe_routed(self, items, None, plain, batch_size=batch_size, verbose=kwargs["verbose"])

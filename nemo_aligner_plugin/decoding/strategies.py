@@ -19,6 +19,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from nemo_aligner_plugin.decoding.beam import BeamConfig, beam_search
+from nemo_aligner_plugin.decoding.chunkwise import ChunkwiseGreedyConfig, chunkwise_greedy
 from nemo_aligner_plugin.decoding.greedy import GreedyBatchConfig, greedy_batch
 from nemo_aligner_plugin.decoding.nonar import NonARGreedyConfig, nonar_greedy
 from nemo_aligner_plugin.decoding.types import BatchedHyps, BeamHyps, DecoderState
@@ -68,6 +69,7 @@ STRATEGIES: dict[str, Strategy] = {
         chunk_overrides={"max_tokens": None, "return_best_hypothesis": True},
     ),
     "nonar_greedy": Strategy("nonar", NonARGreedyConfig, nonar_greedy, uses_prediction_net=False),
+    "chunkwise_greedy": Strategy("chunkwise", ChunkwiseGreedyConfig, chunkwise_greedy),
 }
 
 # NeMo RNN-T strategy names (what transcribe_speech.py and RNN-T recipes pass) -> aligner strategy.
@@ -88,6 +90,7 @@ class AlignerDecodingConfig:
     greedy: GreedyBatchConfig = field(default_factory=GreedyBatchConfig)  # options of greedy_batch
     beam: BeamConfig = field(default_factory=BeamConfig)  # options of beam
     nonar: NonARGreedyConfig = field(default_factory=NonARGreedyConfig)  # options of nonar_greedy
+    chunkwise: ChunkwiseGreedyConfig = field(default_factory=ChunkwiseGreedyConfig)  # options of chunkwise_greedy
 
 
 def _is_aligner_cfg(cfg: Mapping[str, Any]) -> bool:
