@@ -16,7 +16,7 @@ else
 DEPS := .deps-installed
 endif
 
-.PHONY: demo test test-slow demo-baselines bench bench-onnx lint format install espeak
+.PHONY: demo test test-slow demo-streaming demo-baselines bench bench-onnx lint format install espeak
 
 demo: $(DEPS) espeak  ## build the espeak-ng corpus, train an aligner on it (all cores), transcribe the test splits
 	$(PYTHON) recipes/run_demo.py --work-dir $(DEMO_DIR)
@@ -26,6 +26,9 @@ test: $(DEPS) espeak  ## the default offline CPU suite (one intra-op thread: the
 
 test-slow: $(DEPS) espeak  ## end-to-end runs: resume after kill, DDP, disk full, aligning-layer timestamps
 	OMP_NUM_THREADS=1 $(PYTHON) -m pytest -m slow -q
+
+demo-streaming: $(DEPS) espeak  ## the streaming Chunkwise Aligner and NeMo cache-aware RNN-T, trained as make demo, streamed
+	$(PYTHON) recipes/run_demo.py --work-dir $(DEMO_DIR) --streaming
 
 demo-baselines: $(DEPS) espeak  ## the demo plus NeMo CTC and RNN-T, each trained the same way, in one table
 	$(PYTHON) recipes/run_demo.py --work-dir $(DEMO_DIR) --baselines

@@ -4,6 +4,9 @@
     python recipes/run_demo.py --work-dir /tmp/d --smoke       # a 1-minute pipeline check on a tiny corpus
     python recipes/run_demo.py --baselines                     # also NeMo CTC and RNN-T (`make demo-baselines`)
     python recipes/run_demo.py --ctc-warmup-steps 700          # CTC first, then the aligner from its encoder
+    python recipes/run_demo.py --streaming                     # the Chunkwise Aligner and a cache-aware RNN-T,
+                                                               # streamed (`make demo-streaming`; docs/streaming.md)
+    python recipes/run_demo.py --streaming --model aligner=a.nemo   # ... with the offline aligner's WER beside them
     python recipes/run_demo.py --baselines --model aligner=a.nemo --model ctc=c.nemo --model rnnt=r.nemo
                                                                # evaluate trained models, train nothing
 
@@ -19,6 +22,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SYSTEMS = ("aligner", "ctc", "rnnt")
+STREAMING = ("chunkwise", "rnnt_streaming")  # --streaming trains these (or takes them from --model)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -28,11 +32,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0, help="corpus and training seed")
     parser.add_argument("--baselines", action="store_true", help="also train/evaluate NeMo CTC and RNN-T baselines")
     parser.add_argument(
+        "--streaming",
+        action="store_true",
+        help="the streaming demo: Chunkwise Aligner and NeMo cache-aware RNN-T, offline and streamed WER, latency",
+    )
+    parser.add_argument(
         "--model",
         action="append",
         default=[],
         metavar="SYSTEM=PATH",
-        help="evaluate this trained .nemo for SYSTEM (aligner, ctc, rnnt) instead of training it",
+        help="evaluate this .nemo for SYSTEM (aligner, ctc, rnnt; chunkwise, rnnt_streaming) instead of training it",
     )
     parser.add_argument(
         "--ctc-warmup-steps",
@@ -53,14 +62,24 @@ def main(argv: list[str] | None = None) -> None:
     given = {}
     for item in args.model:
         system, _, path = item.partition("=")
-        if system not in SYSTEMS or not path:
-            parser.error(f"--model {item}: expected SYSTEM=PATH with SYSTEM in {sorted(SYSTEMS)}")
+        if system not in SYSTEMS + STREAMING or not path:
+            parser.error(f"--model {item}: expected SYSTEM=PATH with SYSTEM in {sorted(SYSTEMS + STREAMING)}")
         if not Path(path).is_file():
             parser.error(f"--model {item}: {path} does not exist")
         given[system] = Path(path).resolve()
 
     from nemo_aligner_plugin.demo.pipeline import log, run_demo
     from nemo_aligner_plugin.transcribe_cli import parse_longform_options
+
+    if args.streaming:
+        from nemo_aligner_plugin.demo.streaming_pipeline import run_streaming_demo
+
+        report = run_streaming_demo(
+            args.work_dir.resolve(), given, seed=args.seed, smoke=args.smoke, overrides=args.overrides
+        )
+        print("\n" + report.read_text())
+        log(f"report: {report} (and report_streaming.json)")
+        return
 
     try:
         longform = parse_longform_options(args.longform)

@@ -121,6 +121,8 @@ def chunkwise_loss(
         options.chunk_size,
         options.labels_per_chunk,
         model.eos_id,
+        encoder_lengths=encoded_len,
+        target_lengths=transcript_len,
     )
     loss = model.loss if loss is None else loss
     return loss(label_logp=label_logp, eoc_logp=eoc_logp, target_lengths=transcript_len, encoder_lengths=encoded_len)

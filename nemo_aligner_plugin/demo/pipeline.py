@@ -44,6 +44,8 @@ SYSTEMS = {
     "aligner": ("train_aligner.py", "aligner_demo"),
     "ctc": ("train_baseline.py", "baselines/ctc_demo"),
     "rnnt": ("train_baseline.py", "baselines/rnnt_demo"),
+    "chunkwise": ("train_aligner.py", "chunkwise_demo"),  # the streaming demo (demo/streaming_pipeline.py)
+    "rnnt_streaming": ("train_baseline.py", "baselines/rnnt_streaming_demo"),
 }
 
 

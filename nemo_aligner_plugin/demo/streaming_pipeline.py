@@ -1,0 +1,141 @@
+"""The streaming demo (``make demo-streaming``): corpus -> Chunkwise Aligner and cache-aware RNN-T, trained with the
+``make demo`` budget -> offline and streaming WER, per-word latency, real-time factor -> report_streaming.md.
+
+Both systems stream through the same code: ``StreamingFeatures`` + NeMo's cache-aware encoder step
+(``EncoderStream``), then each one's decoder; ``demo/streaming_eval.py`` feeds them as a microphone would.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+from nemo_aligner_plugin.demo.pipeline import REPO, SMOKE_CORPUS, SMOKE_OVERRIDES, ensure_espeak, log, run_recipe, train
+from nemo_aligner_plugin.demo.streaming_eval import simulate_stream, summarize, word_latencies
+
+__all__ = ["STREAMING_SYSTEMS", "evaluate_streaming", "run_streaming_demo"]
+
+STREAMING_SYSTEMS = ("chunkwise", "rnnt_streaming")  # trained by run_streaming_demo; "aligner" may be given (offline)
+SPLITS = ("dev", "test")  # decide on dev, report test
+PIECE_SECONDS = 0.04  # microphone buffer: one encoder frame
+TAIL_SECONDS = 1.0  # silence after each utterance: the microphone keeps recording
+SMOKE_STREAMING = [  # 4-frame chunks, 2 left: the RNN-T baseline gets the same encoder keys
+    "model.chunkwise.chunk_size=4",
+    "model.chunkwise.left_chunks=2",
+    "model.encoder.att_context_size=[8,3]",
+]
+
+
+def _streamer_factory(system: str, model) -> Callable[[], Any]:
+    if system == "chunkwise":
+        from nemo_aligner_plugin.chunkwise.transcriber import StreamingTranscriber
+
+        return lambda: StreamingTranscriber(model)
+    from nemo_aligner_plugin.demo.rnnt_streamer import RNNTStreamer
+
+    return lambda: RNNTStreamer(model)
+
+
+def _chunk_seconds(model) -> float:
+    from nemo_aligner_plugin.frames import encoder_frame_seconds
+
+    return encoder_frame_seconds(model) * (int(model.encoder.att_context_size[1]) + 1)
+
+
+def _chunk_counter(chunk_seconds: float) -> Callable[[Any], int]:
+    return lambda run: math.ceil(run.audio_seconds / chunk_seconds)
+
+
+def evaluate_streaming(system: str, model, corpus: Path, out_dir: Path, streaming: bool = True) -> dict[str, Any]:
+    """Offline WER of ``model.transcribe`` and, when ``streaming``, the streamed WER, latency and RTF (one thread)."""
+    import jiwer
+    import soundfile as sf
+
+    from nemo_aligner_plugin.demo.word_times import corpus_word_end_times
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results: dict[str, Any] = {}
+    for split in SPLITS:
+        entries = [json.loads(line) for line in (corpus / f"{split}_manifest.json").read_text().splitlines() if line]
+        refs = [e["text"] for e in entries]
+        paths = [e["audio_filepath"] for e in entries]
+        hyps = model.transcribe(paths, batch_size=16, verbose=False)
+        offline = [h.text if hasattr(h, "text") else str(h) for h in (hyps[0] if isinstance(hyps, tuple) else hyps)]
+        split_result: dict[str, Any] = {"offline_wer": 100.0 * jiwer.wer(refs, offline)}
+        if streaming:
+            word_ends = corpus_word_end_times(corpus / "meta" / f"{split}.jsonl")
+            make = _streamer_factory(system, model)
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)  # the real-time factor on one core
+            runs, latencies = [], []
+            try:
+                for i, entry in enumerate(entries):
+                    audio, rate = sf.read(entry["audio_filepath"], dtype="float32")
+                    run = simulate_stream(make(), audio, rate, PIECE_SECONDS, TAIL_SECONDS)
+                    runs.append(run)
+                    ends = word_ends.get(entry["audio_filepath"])
+                    if ends is not None and len(ends) == len(entry["text"].split()):
+                        latencies += word_latencies(entry["text"], run, ends)
+                    if (i + 1) % 50 == 0:
+                        log(f"{system} {split}: streamed {i + 1}/{len(entries)}")
+            finally:
+                torch.set_num_threads(threads)
+            chunks = _chunk_counter(_chunk_seconds(model))
+            summary = summarize(refs, runs, latencies, chunk_count=chunks)
+            summary["same_text_as_offline"] = sum(r.text == o for r, o in zip(runs, offline, strict=True))
+            split_result["streaming"] = summary
+            rows = zip(paths, runs, offline, strict=True)
+            lines = [json.dumps({"audio_filepath": p, "text": r.text, "offline": o}) + "\n" for p, r, o in rows]
+            (out_dir / f"{split}_streaming.jsonl").write_text("".join(lines))
+        results[split] = split_result
+        log(f"{system} {split}: {json.dumps(split_result)}")
+    return results
+
+
+def _load(path: Path):
+    from nemo_aligner_plugin.transcribe_cli import TranscriptionConfig, load_model
+
+    return load_model(TranscriptionConfig(model_path=str(path)))
+
+
+def run_streaming_demo(
+    work: Path,
+    given: dict[str, Path],
+    seed: int = 0,
+    smoke: bool = False,
+    overrides: Optional[list[str]] = None,
+    systems: tuple[str, ...] = STREAMING_SYSTEMS,
+) -> Path:
+    """Train (or take from ``given``) each system, score it, and write report_streaming.md; returns its path."""
+    from nemo_aligner_plugin.demo.corpus import current_corpus_info
+    from nemo_aligner_plugin.demo.streaming_report import write_streaming_report
+
+    start = time.perf_counter()
+    corpus = work / ("corpus_smoke" if smoke else "corpus")
+    if current_corpus_info(corpus) is None:
+        ensure_espeak()
+        log(f"stage 1/3: corpus -> {corpus}")
+        run_recipe(["make_demo_corpus.py", "--out", str(corpus), "--seed", str(seed)] + (SMOKE_CORPUS if smoke else []))
+    run_dir = work / "runs" / (time.strftime("%Y-%m-%d_%H-%M-%S") + "_streaming")
+    overrides = [f"seed={seed}"] + (SMOKE_OVERRIDES + SMOKE_STREAMING if smoke else []) + (overrides or [])
+    results: dict[str, Any] = {}
+    for system in [*systems, *(s for s in given if s not in systems)]:
+        if system in given:
+            model_path, summary = given[system], {}
+            log(f"{system}: evaluating the given model {model_path}")
+        else:
+            log(f"stage 2/3: training {system} -> {run_dir / system}")
+            summary = train(corpus, run_dir / system, overrides, system)
+            model_path = Path(summary["nemo_path"])
+        log(f"stage 3/3: {system}: offline{' and streaming' if system != 'aligner' else ''} scoring of dev and test")
+        model = _load(model_path)
+        scores = evaluate_streaming(system, model, corpus, run_dir / system, streaming=system != "aligner")
+        results[system] = {"model": str(model_path), "training": summary, "splits": scores}
+    report = {"systems": results, "total_minutes": (time.perf_counter() - start) / 60, "repo": str(REPO)}
+    return write_streaming_report(run_dir, report)
