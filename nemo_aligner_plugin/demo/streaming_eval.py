@@ -18,7 +18,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-__all__ = ["StreamRun", "simulate_stream", "word_latencies", "summarize"]
+__all__ = ["StreamRun", "simulate_stream", "speech_end_seconds", "word_latencies", "summarize"]
 
 
 @dataclass
@@ -34,28 +34,46 @@ class StreamRun:
 
 
 def simulate_stream(
-    streamer: Any, audio: np.ndarray, sample_rate: int, piece_seconds: float = 0.04, tail_seconds: float = 1.0
+    streamer: Any,
+    audio: np.ndarray,
+    sample_rate: int,
+    piece_seconds: float = 0.04,
+    tail_seconds: float = 1.0,
+    on_text: Optional[Callable[[float, str], None]] = None,
+    realtime: bool = False,
 ) -> StreamRun:
-    """Feed ``audio`` (then ``tail_seconds`` of zeros) in pieces; record when each final word first appeared."""
+    """Feed ``audio`` (then ``tail_seconds`` of zeros) in pieces; record when each final word first appeared.
+
+    ``on_text(time, new_text)`` sees every piece of text as it comes; ``realtime`` waits for each piece's arrival
+    time like a microphone (otherwise the clock is simulated and the run goes as fast as the recognizer).
+    """
     tail = np.zeros(int(tail_seconds * sample_rate), np.float32)
     signal = np.concatenate([np.asarray(audio, dtype=np.float32), tail])
     step = max(1, int(round(piece_seconds * sample_rate)))
     done, compute, text, texts, times = 0.0, 0.0, "", [], []
+    clock = time.perf_counter()
     for start in range(0, len(signal), step):
         piece = signal[start : start + step]
+        if realtime:
+            time.sleep(max(0.0, clock + (start + len(piece)) / sample_rate - time.perf_counter()))
         began = time.perf_counter()
-        text += streamer.feed(piece)
+        new = streamer.feed(piece)
         spent = time.perf_counter() - began
         done = max((start + len(piece)) / sample_rate, done) + spent
         compute += spent
+        text += new
         texts.append(text)
         times.append(done)
+        if new and on_text is not None:
+            on_text(done, new)
     began = time.perf_counter()
     final = streamer.finish()
     spent = time.perf_counter() - began
     compute += spent
     texts.append(final)
     times.append(max(len(signal) / sample_rate, done) + spent)
+    if on_text is not None and final != text:
+        on_text(times[-1], final[len(text) :] if final.startswith(text) else final)
     emitted = _first_appearance(final, texts, times)
     return StreamRun(final, emitted, len(signal) / sample_rate, compute, len(texts), texts)
 
@@ -72,6 +90,19 @@ def _first_appearance(final: str, texts: list[str], times: list[float]) -> list[
             emitted[pending] = when
             pending += 1
     return emitted
+
+
+def speech_end_seconds(audio: np.ndarray, sample_rate: int, top_db: float = 40.0) -> Optional[float]:
+    """End of the last 10 ms frame within ``top_db`` of the loudest one (the corpus trimmer's rule); None if silent."""
+    frame = max(1, sample_rate // 100)
+    count = len(audio) // frame
+    if count == 0:
+        return None
+    rms = np.sqrt(np.mean(np.asarray(audio[: count * frame], np.float64).reshape(count, frame) ** 2, axis=1))
+    if rms.max() <= 1e-6:
+        return None
+    voiced = np.nonzero(rms > rms.max() * 10 ** (-top_db / 20))[0]
+    return float((voiced[-1] + 1) * frame / sample_rate)
 
 
 def word_latencies(reference: str, run: StreamRun, word_ends: Sequence[float]) -> list[float]:
