@@ -33,6 +33,11 @@ __all__ = ["export_folder", "refusal"]
 
 def refusal(model) -> Optional[str]:
     """Why ``model`` cannot be exported as a folder the runtime reads correctly, or None."""
+    if model.aligner_type == "chunkwise":
+        return (
+            "model.aligner_type='chunkwise': the streaming Chunkwise Aligner has no ONNX export yet (its cache-aware "
+            "encoder steps and chunk-by-chunk decoding are not in the runtime): stream it in PyTorch, docs/streaming.md"
+        )
     if model.aligner_type != "ar" or model.decoder is None:
         return (
             f"model.aligner_type={model.aligner_type!r}: the non-AR aligner (per-frame classifier) is not exported; "

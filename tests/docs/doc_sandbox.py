@@ -22,7 +22,7 @@ import numpy as np
 import soundfile as sf
 from omegaconf import OmegaConf, open_dict
 
-from conftest import CONFIGS, REPO, SAMPLE_RATE, TINY_ARCH_OVERRIDES
+from conftest import CONFIGS, REPO, SAMPLE_RATE, TINY_ARCH_OVERRIDES, tiny_cfg
 
 # name the docs use -> what stands in for it (files and folders in the sandbox)
 PLACEHOLDERS = {
@@ -33,6 +33,7 @@ PLACEHOLDERS = {
     "long.json, dev_long.json": "a manifest of talk.wav",
     "noise.json": "a manifest of one 3 s white-noise file (non-speech audio)",
     "model_onnx": "model.nemo exported for the torch-free runtime (model.export(dir), docs/onnx.md)",
+    "chunkwise.nemo": "a tiny untrained Chunkwise Aligner (aligner_type=chunkwise, 4-frame chunks; docs/streaming.md)",
     "tokenizers/bpe1024, tokenizers/my_bpe256": "tone tokenizers (24 and 16 pieces)",
     "conformer_ctc.nemo, x.nemo, stt_en_conformer_ctc_large.nemo": "a tiny NeMo CTC Conformer",
     "stt_en_conformer_ctc_large, nvidia/stt_en_fastconformer_ctc_large": "the tiny CTC model, in the caches",
@@ -158,6 +159,9 @@ def build_sandbox(root: Path, trained_nemo: Path, tone_manifest: Path, tokenizer
     model.export(str(root / "model_onnx"))
 
     torch.manual_seed(0)
+    chunkwise = {"aligner_type": "chunkwise", "preprocessor": {"normalize": "NA"}, "aux_ctc": {"layer": 0}}
+    chunkwise_cfg = tiny_cfg(tokenizer_dir, "aligner_demo", model={**chunkwise, "chunkwise": {"chunk_size": 4}})
+    AlignerEncoderModel(chunkwise_cfg.model).save_to(str(root / "chunkwise.nemo"))
     EncDecCTCModelBPE(tiny_ctc_cfg(tokenizer_dir)).save_to(str(root / "conformer_ctc.nemo"))
     for name in ("x.nemo", f"{NEMO_NAME}.nemo"):
         (root / name).symlink_to(root / "conformer_ctc.nemo")
