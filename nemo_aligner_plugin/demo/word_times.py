@@ -231,15 +231,12 @@ def _timing(entry: dict, syn: _Synthesis) -> WordTiming:
     voiced_end = (int(np.nonzero(loud)[0][-1]) + 1) * frame if loud.any() else len(x)
     starts = _token_starts(spoken, syn)
     ends = []
-    for i, start in enumerate(starts):
-        stop = starts[i + 1] if i + 1 < len(starts) else voiced_end
-        if i + 1 == len(starts):
-            ends.append(voiced_end)
-            continue
+    for start, stop in zip(starts, starts[1:], strict=False):
         first, stop_frame = start // frame, stop // frame  # frames first..stop_frame-1 end by the next word's start
         voiced = np.nonzero(loud[first:stop_frame])[0]
         last = first + int(voiced[-1]) + 1 if len(voiced) else first  # end frame of the word's voiced part
         ends.append(stop if last == stop_frame else max(start, last * frame))  # voiced up to the next word: its start
+    ends.append(voiced_end)  # the last word: trim_silence's voiced region ends with it
     n16 = -(-len(trimmed) * SAMPLE_RATE // sr)
     return WordTiming(
         words=words,
