@@ -436,6 +436,42 @@ def rnnt_train_step(
     return [decoder, joint], step
 
 
+CHUNK_SIZE, CHUNK_LABELS = 16, 8  # chunkwise row: 16 frames = 640 ms (a usual cache-aware chunk), 8 labels at most
+CHUNKWISE_TRAIN = f"chunkwise aligner (lattice_log_probs + ChunkwiseLoss), C={CHUNK_SIZE}, K={CHUNK_LABELS}"
+CHUNKWISE_NOTE = (
+    f"C={CHUNK_SIZE} frames (640 ms at 40 ms frames), K={CHUNK_LABELS} labels per chunk at most: T/C chunks of K slots "
+    "hold 1.5x the U tokens (U/T = 1/3 here, ~5.3 tokens a chunk), and the joint runs on the first K frames of each "
+    "chunk at every prediction state on some split, not on all T x (U+1) points"
+)
+
+
+def chunkwise_train_step(sizes: Sizes) -> tuple[list[torch.nn.Module], TrainStep]:
+    """Prediction network over U+1 positions, the joint at the chunk lattice's points, ChunkwiseLoss (mean_token)."""
+    from nemo_aligner_plugin.chunkwise.loss import ChunkwiseLoss, lattice_log_probs
+
+    decoder, joint = build_transducer(sizes)
+    loss = ChunkwiseLoss(eoc_id=sizes.vocab, chunk_size=CHUNK_SIZE, max_labels_per_chunk=CHUNK_LABELS)
+
+    def step(b: Batch) -> torch.Tensor:
+        pred_out, _, _ = decoder(targets=b.targets, target_length=b.target_lens)  # (B, H, U+1)
+        label_logp, eoc_logp, _ = lattice_log_probs(
+            joint,
+            b.encoder_out,
+            pred_out.transpose(1, 2),
+            b.targets,
+            CHUNK_SIZE,
+            CHUNK_LABELS,
+            sizes.vocab,
+            encoder_lengths=b.encoder_lens,
+            target_lengths=b.target_lens,
+        )
+        return loss(
+            label_logp=label_logp, eoc_logp=eoc_logp, target_lengths=b.target_lens, encoder_lengths=b.encoder_lens
+        )
+
+    return [decoder, joint], step
+
+
 def aed_train_step(sizes: Sizes) -> tuple[list, TrainStep]:
     """Teacher-forced transformer decoder over BOS + U tokens, tied head, SmoothedCrossEntropyLoss (0.1)."""
     from nemo.collections.common.losses import SmoothedCrossEntropyLoss
@@ -489,6 +525,7 @@ TRAIN_CASES: dict[str, TrainCase] = {
     "RNN-T, full joint + vectorized loss (nemo_aligner_plugin.demo.rnnt_loss, not NeMo)": TrainCase(
         lambda s: rnnt_train_step(s, "warprnnt_numba", vectorized=True)
     ),
+    CHUNKWISE_TRAIN: TrainCase(chunkwise_train_step),
     "AED CE (4-layer transformer, smoothed CE)": TrainCase(aed_train_step),
     "CTC (ConvASRDecoder + CTCLoss)": TrainCase(ctc_train_step),
 }

@@ -19,10 +19,9 @@ from nemo.core.neural_types import LengthsType, LogprobsType, LossType, NeuralTy
 from torch.utils.checkpoint import checkpoint
 
 from nemo_aligner_plugin.chunkwise.lattice import chunk_slot_counts, chunkwise_log_likelihood
+from nemo_aligner_plugin.loss import REDUCTIONS
 
 __all__ = ["ChunkwiseLoss", "LatticeLogProbs", "lattice_log_probs", "lattice_points"]
-
-REDUCTIONS = ("mean_token", "mean_utterance", "sum")
 
 
 class LatticeLogProbs(NamedTuple):
@@ -155,12 +154,8 @@ class ChunkwiseLoss(Loss):
 
     @property
     def input_types(self):
-        return {
-            "label_logp": NeuralType(("B", "T", "T", "T"), LogprobsType()),
-            "eoc_logp": NeuralType(("B", "T", "T", "T"), LogprobsType()),
-            "target_lengths": NeuralType(tuple("B"), LengthsType()),
-            "encoder_lengths": NeuralType(tuple("B"), LengthsType()),
-        }
+        log_probs, lengths = NeuralType(("B", "T", "T", "T"), LogprobsType()), NeuralType(tuple("B"), LengthsType())
+        return {"label_logp": log_probs, "eoc_logp": log_probs, "target_lengths": lengths, "encoder_lengths": lengths}
 
     @property
     def output_types(self):
@@ -187,7 +182,7 @@ class ChunkwiseLoss(Loss):
     @typecheck()
     def forward(self, label_logp, eoc_logp, target_lengths, encoder_lengths):
         """label_logp, eoc_logp: (B, N, K, U+1) (``lattice_log_probs``); lengths: (B,) tokens and encoder frames."""
-        batch, chunks, slots, _ = label_logp.shape
+        _, chunks, slots, _ = label_logp.shape
         if slots != self.max_labels:
             raise ValueError(f"chunkwise loss: log-probs have {slots} slots per chunk, expected K={self.max_labels}")
         encoder_lengths, target_lengths = encoder_lengths.long(), target_lengths.long()
