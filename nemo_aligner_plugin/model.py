@@ -97,9 +97,7 @@ class AlignerEncoderModel(
         if autoregressive:
             self.decoder = self.from_config_dict(self.cfg.decoder)
             if not self.decoder.blank_as_pad:
-                raise ValueError(
-                    "model.decoder.blank_as_pad must be true: EOS is the blank slot, which embeds to zeros"
-                )
+                raise ValueError("model.decoder.blank_as_pad must be true: EOS is the blank slot, which embeds to 0")
             self.joint = self.from_config_dict(self.cfg.joint)
         self.nonar_aux_weight = options["nonar_aux"].weight if autoregressive else 0.0
         if not autoregressive or self.nonar_aux_weight > 0:
@@ -351,21 +349,12 @@ class AlignerEncoderModel(
 
     def validation_step(self, batch, batch_idx, dataloader_idx=0):
         metrics = self.validation_pass(batch, batch_idx, dataloader_idx)
-        if isinstance(self.trainer.val_dataloaders, list) and len(self.trainer.val_dataloaders) > 1:
-            self.validation_step_outputs[dataloader_idx].append(metrics)
-        else:
-            self.validation_step_outputs.append(metrics)
-        return metrics
+        return _collect(self.validation_step_outputs, self.trainer.val_dataloaders, dataloader_idx, metrics)
 
     def test_step(self, batch, batch_idx, dataloader_idx=0):
-        logs = {
-            k.replace("val_", "test_"): v for k, v in self.validation_pass(batch, batch_idx, dataloader_idx).items()
-        }
-        if isinstance(self.trainer.test_dataloaders, list) and len(self.trainer.test_dataloaders) > 1:
-            self.test_step_outputs[dataloader_idx].append(logs)
-        else:
-            self.test_step_outputs.append(logs)
-        return logs
+        metrics = self.validation_pass(batch, batch_idx, dataloader_idx)
+        logs = {k.replace("val_", "test_"): v for k, v in metrics.items()}
+        return _collect(self.test_step_outputs, self.trainer.test_dataloaders, dataloader_idx, logs)
 
     def on_before_optimizer_step(self, optimizer) -> None:
         """A NaN/inf loss or gradient on any rank drops this optimizer step on every rank."""
@@ -417,9 +406,8 @@ class AlignerEncoderModel(
         return RNNTDecoderJoint(self.decoder, self.joint)
 
     def export(self, output: str, *args, quantize: Optional[str] = None, **kwargs):
-        """``output`` a folder: everything the torch-free runtime needs (``nemo_aligner_plugin.onnx``,
-        docs/onnx.md), ``quantize="int8"`` for int8 weights. A file name (``.onnx``/``.ts``): NeMo's export,
-        one file per subnet (``encoder-<name>``, ``decoder_joint-<name>``)."""
+        """``output`` a folder: what the torch-free runtime reads (docs/onnx.md; ``quantize="int8"``: int8 weights).
+        A ``.onnx``/``.ts`` name: NeMo's export, one file per subnet (``encoder-<name>``, ``decoder_joint-<name>``)."""
         if Path(output).suffix in (".onnx", ".ts", ".pt"):
             if quantize is not None:
                 raise ValueError("quantize applies to a folder export: pass a directory as output")
@@ -453,3 +441,9 @@ class AlignerEncoderModel(
             return super().generate_model_card(type=type, template=template, template_kwargs=template_kwargs)
         repo_id = (template_kwargs or {}).get("repo_id", self.cfg.get("name", "aligner-encoder"))
         return model_card(self.cfg, repo_id, sum(p.numel() for p in self.parameters()))
+
+
+def _collect(outputs: list, loaders, dataloader_idx: int, metrics: dict) -> dict:
+    """Append to NeMo's step outputs: one list per dataloader when there are several."""
+    (outputs[dataloader_idx] if isinstance(loaders, list) and len(loaders) > 1 else outputs).append(metrics)
+    return metrics
