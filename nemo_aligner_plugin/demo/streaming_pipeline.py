@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Optional
 
+import numpy as np
 import torch
 
 from nemo_aligner_plugin.demo.pipeline import REPO, SMOKE_CORPUS, SMOKE_OVERRIDES, ensure_espeak, log, run_recipe, train
@@ -48,14 +49,49 @@ def _chunk_seconds(model) -> float:
     return encoder_frame_seconds(model) * (int(model.encoder.att_context_size[1]) + 1)
 
 
+def _texts(hyps) -> list[str]:
+    """NeMo's transcribe() result (Hypotheses, strings, or a tuple of them) -> texts."""
+    return [h.text if hasattr(h, "text") else str(h) for h in (hyps[0] if isinstance(hyps, tuple) else hyps)]
+
+
 def _chunk_counter(chunk_seconds: float) -> Callable[[Any], int]:
     return lambda run: math.ceil(run.audio_seconds / chunk_seconds)
+
+
+def _stream_split(system: str, model, entries: list[dict], word_ends: dict[str, list[float]]):
+    """Every utterance through a fresh streamer on one thread; (runs, latencies of the correctly read words)."""
+    import soundfile as sf
+
+    make = _streamer_factory(system, model)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the real-time factor on one core
+    runs, latencies = [], []
+    try:
+        for i, entry in enumerate(entries):
+            audio, rate = sf.read(entry["audio_filepath"], dtype="float32")
+            run = simulate_stream(make(), audio, rate, PIECE_SECONDS, TAIL_SECONDS)
+            runs.append(run)
+            ends = word_ends.get(entry["audio_filepath"])
+            if ends is not None and len(ends) == len(entry["text"].split()):
+                latencies += word_latencies(entry["text"], run, ends)
+            if (i + 1) % 50 == 0:
+                log(f"{system}: streamed {i + 1}/{len(entries)}")
+    finally:
+        torch.set_num_threads(threads)
+    return runs, latencies
+
+
+def _with_tail(path: str) -> np.ndarray:
+    """The audio a stream hears: the file, then TAIL_SECONDS of silence."""
+    import soundfile as sf
+
+    audio, rate = sf.read(path, dtype="float32")
+    return np.concatenate([audio, np.zeros(int(TAIL_SECONDS * rate), np.float32)])
 
 
 def evaluate_streaming(system: str, model, corpus: Path, out_dir: Path, streaming: bool = True) -> dict[str, Any]:
     """Offline WER of ``model.transcribe`` and, when ``streaming``, the streamed WER, latency and RTF (one thread)."""
     import jiwer
-    import soundfile as sf
 
     from nemo_aligner_plugin.demo.word_times import corpus_word_end_times
 
@@ -65,33 +101,23 @@ def evaluate_streaming(system: str, model, corpus: Path, out_dir: Path, streamin
         entries = [json.loads(line) for line in (corpus / f"{split}_manifest.json").read_text().splitlines() if line]
         refs = [e["text"] for e in entries]
         paths = [e["audio_filepath"] for e in entries]
-        hyps = model.transcribe(paths, batch_size=16, verbose=False)
-        offline = [h.text if hasattr(h, "text") else str(h) for h in (hyps[0] if isinstance(hyps, tuple) else hyps)]
+        offline = _texts(model.transcribe(paths, batch_size=16, verbose=False))
         split_result: dict[str, Any] = {"offline_wer": 100.0 * jiwer.wer(refs, offline)}
         if streaming:
-            word_ends = corpus_word_end_times(corpus / "meta" / f"{split}.jsonl")
-            make = _streamer_factory(system, model)
-            threads = torch.get_num_threads()
-            torch.set_num_threads(1)  # the real-time factor on one core
-            runs, latencies = [], []
-            try:
-                for i, entry in enumerate(entries):
-                    audio, rate = sf.read(entry["audio_filepath"], dtype="float32")
-                    run = simulate_stream(make(), audio, rate, PIECE_SECONDS, TAIL_SECONDS)
-                    runs.append(run)
-                    ends = word_ends.get(entry["audio_filepath"])
-                    if ends is not None and len(ends) == len(entry["text"].split()):
-                        latencies += word_latencies(entry["text"], run, ends)
-                    if (i + 1) % 50 == 0:
-                        log(f"{system} {split}: streamed {i + 1}/{len(entries)}")
-            finally:
-                torch.set_num_threads(threads)
-            chunks = _chunk_counter(_chunk_seconds(model))
-            summary = summarize(refs, runs, latencies, chunk_count=chunks)
-            summary["same_text_as_offline"] = sum(r.text == o for r, o in zip(runs, offline, strict=True))
+            runs, latencies = _stream_split(
+                system, model, entries, corpus_word_end_times(corpus / "meta" / f"{split}.jsonl")
+            )
+            summary = summarize(refs, runs, latencies, chunk_count=_chunk_counter(_chunk_seconds(model)))
+            # the stream also heard the silence tail: offline decoding of that same audio is what it must equal
+            same_audio = _texts(model.transcribe([_with_tail(p) for p in paths], batch_size=16, verbose=False))
+            summary["same_text_as_offline"] = sum(r.text == o for r, o in zip(runs, same_audio, strict=True))
+            summary["offline_wer_with_tail"] = 100.0 * jiwer.wer(refs, same_audio)
             split_result["streaming"] = summary
-            rows = zip(paths, runs, offline, strict=True)
-            lines = [json.dumps({"audio_filepath": p, "text": r.text, "offline": o}) + "\n" for p, r, o in rows]
+            rows = zip(paths, runs, offline, same_audio, strict=True)
+            lines = [
+                json.dumps({"audio_filepath": p, "streamed": r.text, "offline": o, "offline_with_tail": t}) + "\n"
+                for p, r, o, t in rows
+            ]
             (out_dir / f"{split}_streaming.jsonl").write_text("".join(lines))
         results[split] = split_result
         log(f"{system} {split}: {json.dumps(split_result)}")
