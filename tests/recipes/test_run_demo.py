@@ -178,3 +178,32 @@ def test_longform_options_are_typed_and_checked_before_anything_runs(tmp_path):
         )
         assert proc.returncode == 2 and named in proc.stderr
     assert not any(tmp_path.iterdir())  # nothing built or trained
+
+
+@pytest.mark.slow
+@needs_espeak
+def test_streaming_demo_smoke_writes_a_complete_report(tmp_path):
+    """`make demo-streaming` on the tiny corpus: both systems trained, scored offline and streamed, one report."""
+    proc = subprocess.run(
+        [sys.executable, "recipes/run_demo.py", "--work-dir", str(tmp_path), "--smoke", "--streaming"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=1200,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    (report_path,) = tmp_path.rglob("report_streaming.json")
+    report = json.loads(report_path.read_text())
+    assert set(report["systems"]) == {"chunkwise", "rnnt_streaming"}
+    for name, result in report["systems"].items():
+        assert result["training"]["global_step"] == 6
+        for split in ("dev", "test"):
+            streamed = result["splits"][split]["streaming"]
+            assert streamed["utterances"] == 8 and math.isfinite(streamed["wer"]) and 0 < streamed["rtf"]
+            lines = [json.loads(x) for x in (report_path.parent / name / f"{split}_streaming.jsonl").open()]
+            manifest = tmp_path / "corpus_smoke" / f"{split}_manifest.json"
+            refs = [json.loads(x)["text"] for x in manifest.open()]
+            assert streamed["wer"] == pytest.approx(100 * jiwer.wer(refs, [x["streamed"] for x in lines]), abs=1e-6)
+    chunkwise = report["systems"]["chunkwise"]["splits"]["test"]["streaming"]
+    assert chunkwise["same_text_as_offline"] == 8  # streamed == offline decoding of the same audio
+    assert "| Chunkwise Aligner (ours) |" in (report_path.parent / "report_streaming.md").read_text()
