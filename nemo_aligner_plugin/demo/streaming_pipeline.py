@@ -23,7 +23,7 @@ from nemo_aligner_plugin.demo.streaming_eval import simulate_stream, summarize, 
 __all__ = ["STREAMING_SYSTEMS", "evaluate_streaming", "run_streaming_demo"]
 
 STREAMING_SYSTEMS = ("chunkwise", "rnnt_streaming")  # trained by run_streaming_demo; "aligner" may be given (offline)
-SPLITS = ("dev", "test")  # decide on dev, report test
+SPLITS = ("dev", "test", "test_long")  # decide on dev, report test; test_long: 2-3 sentences, ~8 s
 PIECE_SECONDS = 0.04  # microphone buffer: one encoder frame
 TAIL_SECONDS = 1.0  # silence after each utterance: the microphone keeps recording
 SMOKE_STREAMING = [  # 4-frame chunks, 2 left: the RNN-T baseline gets the same encoder keys
@@ -121,7 +121,22 @@ def evaluate_streaming(system: str, model, corpus: Path, out_dir: Path, streamin
             (out_dir / f"{split}_streaming.jsonl").write_text("".join(lines))
         results[split] = split_result
         log(f"{system} {split}: {json.dumps(split_result)}")
+    results["nonspeech"] = _nonspeech(model, corpus)
     return results
+
+
+def _nonspeech(model, corpus: Path) -> dict[str, Any]:
+    """Offline reading of the non-speech clips (silence, noise, hum; streamed text equals offline): the share
+    with no text and the words invented per minute."""
+    entries = [json.loads(line) for line in (corpus / "nonspeech_manifest.json").read_text().splitlines() if line]
+    texts = _texts(model.transcribe([e["audio_filepath"] for e in entries], batch_size=8, verbose=False))
+    minutes = sum(e["duration"] for e in entries) / 60
+    words = sum(len(t.split()) for t in texts)
+    return {
+        "clips": len(entries),
+        "no_text_share": sum(not t.strip() for t in texts) / len(entries),
+        "invented_words_per_minute": words / minutes if minutes else 0.0,
+    }
 
 
 def _load(path: Path):
