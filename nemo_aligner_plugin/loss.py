@@ -12,7 +12,7 @@ from nemo.core.neural_types import LabelsType, LengthsType, LogitsType, LossType
 
 from nemo_aligner_plugin.ratelimit import RateLimitedWarning
 
-__all__ = ["AlignerLoss", "SkippedUtterances", "append_eos", "fits_encoder"]
+__all__ = ["AlignerLoss", "SkippedUtterances", "append_eos", "fits_encoder", "smoothing_distribution"]
 
 SMOOTHING_MODES = ("batch_prior", "uniform")
 REDUCTIONS = ("mean_token", "mean_utterance", "sum")
@@ -31,6 +31,26 @@ def append_eos(targets: torch.Tensor, target_lengths: torch.Tensor, eos_id: int)
 def fits_encoder(encoder_lengths: torch.Tensor, target_lengths: torch.Tensor) -> torch.Tensor:
     """(B,) bool: an utterance is trainable only if its tokens + EOS fit in its encoder frames."""
     return encoder_lengths >= target_lengths + 1
+
+
+def smoothing_distribution(
+    targets: torch.Tensor,
+    mask: torch.Tensor,
+    num_classes: int,
+    eos_id: int,
+    mode: str = "batch_prior",
+    include_eos: bool = False,
+) -> torch.Tensor:
+    """(V+1,) distribution that receives the label-smoothing share of the target mass: the unigram prior of the
+    batch's valid targets (``mask``; EOS counted only with ``include_eos``), or uniform."""
+    if mode == "uniform":
+        return targets.new_full((num_classes,), 1.0 / num_classes, dtype=torch.float32)
+    counted = mask & (targets != eos_id) if not include_eos else mask
+    counts = torch.bincount(targets[counted], minlength=num_classes).float()
+    total = counts.sum()
+    if total == 0:  # e.g. every utterance is empty: fall back to uniform rather than divide by 0
+        return torch.full_like(counts, 1.0 / num_classes)
+    return counts / total
 
 
 class AlignerLoss(Loss):
@@ -79,15 +99,9 @@ class AlignerLoss(Loss):
         self.num_skipped_last = 0  # utterances the last call left out (tokens + EOS longer than the encoder output)
 
     def _smoothing_distribution(self, targets_eos: torch.Tensor, mask: torch.Tensor, num_classes: int) -> torch.Tensor:
-        """(V+1,) distribution that receives ``label_smoothing`` of the target mass."""
-        if self.smoothing_mode == "uniform":
-            return targets_eos.new_full((num_classes,), 1.0 / num_classes, dtype=torch.float32)
-        counted = mask & (targets_eos != self.eos_id) if not self.prior_include_eos else mask
-        counts = torch.bincount(targets_eos[counted], minlength=num_classes).float()
-        total = counts.sum()
-        if total == 0:  # e.g. every utterance is empty: fall back to uniform rather than divide by 0
-            return torch.full_like(counts, 1.0 / num_classes)
-        return counts / total
+        return smoothing_distribution(
+            targets_eos, mask, num_classes, self.eos_id, self.smoothing_mode, self.prior_include_eos
+        )
 
     @typecheck()
     def forward(self, logits, targets, target_lengths, encoder_lengths):

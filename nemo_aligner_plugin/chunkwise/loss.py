@@ -10,7 +10,7 @@ only two of its V1 log-probabilities are read: the next label y_{u+1} and EOC.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import torch
 from nemo.collections.asr.modules import RNNTJoint
@@ -19,7 +19,7 @@ from nemo.core.neural_types import LengthsType, LogprobsType, LossType, NeuralTy
 from torch.utils.checkpoint import checkpoint
 
 from nemo_aligner_plugin.chunkwise.lattice import chunk_slot_counts, chunkwise_log_likelihood
-from nemo_aligner_plugin.loss import REDUCTIONS
+from nemo_aligner_plugin.loss import REDUCTIONS, smoothing_distribution
 
 __all__ = ["ChunkwiseLoss", "LatticeLogProbs", "lattice_log_probs", "lattice_points"]
 
@@ -56,12 +56,25 @@ def lattice_points(
 
 
 def _two_log_probs(
-    joint: RNNTJoint, enc_proj: torch.Tensor, pred_proj: torch.Tensor, rows: torch.Tensor, picks: torch.Tensor
+    joint: RNNTJoint,
+    enc_proj: torch.Tensor,
+    pred_proj: torch.Tensor,
+    rows: torch.Tensor,
+    picks: torch.Tensor,
+    smoothing: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """(P, 2) float32 log-probabilities of the ``picks`` classes where ``enc_proj[rows[:, 0]]`` meets
-    ``pred_proj[rows[:, 1]]``. The (P, J) sum is made here, not passed in: NeMo's joint applies its ReLU in place."""
+    ``pred_proj[rows[:, 1]]``. The (P, J) sum is made here, not passed in: NeMo's joint applies its ReLU in place.
+
+    ``smoothing`` (V1,), the label-smoothing weight times its distribution: the label column becomes
+    ``(1 - eps) log p(label) + sum_v smoothing_v log p(v)`` (eps = smoothing.sum()); EOC stays as it is."""
     hidden = enc_proj.index_select(0, rows[:, 0]) + pred_proj.index_select(0, rows[:, 1])
-    return joint.joint_net(hidden).float().log_softmax(dim=-1).gather(-1, picks)
+    log_probs = joint.joint_net(hidden).float().log_softmax(dim=-1)
+    values = log_probs.gather(-1, picks)
+    if smoothing is None:
+        return values
+    smoothed = (1.0 - smoothing.sum()) * values[:, 0] + log_probs @ smoothing
+    return torch.stack([smoothed, values[:, 1]], dim=1)
 
 
 def lattice_log_probs(
@@ -77,6 +90,7 @@ def lattice_log_probs(
     target_lengths: torch.Tensor | None = None,
     prune: bool = True,
     group_points: int | None = None,
+    smoothing: Optional[torch.Tensor] = None,
 ) -> LatticeLogProbs:
     """Label and EOC log-probabilities at the first K frames of every chunk, for every prediction state.
 
@@ -97,6 +111,9 @@ def lattice_log_probs(
             paper's shape (T=300, U=100, C=16, K=8) that is about a third of the points.
         group_points: evaluate the joint on this many points at a time, each group under activation
             checkpointing (peak memory of one group, one more joint forward in backward). Default: all at once.
+        smoothing: (V1,) label smoothing on the label arcs, its weight times its distribution (see
+            ``smoothing_distribution``); every split has exactly U label arcs, so it does not favour one split over
+            another, and the EOC arcs, which choose the split, are left unsmoothed. None: the exact likelihood.
 
     Returns:
         ``LatticeLogProbs(label_logp, eoc_logp, chunk_slots)``, log-probs in float32.
@@ -127,10 +144,12 @@ def lattice_log_probs(
     labels = torch.cat([targets.long(), targets.new_zeros(batch, 1).long()], dim=1).clamp(0, eoc_id)
     picks = torch.stack([labels[b, u], torch.full_like(u, eoc_id)], dim=1)  # (P, 2) classes read at each point
     if group_points is None:
-        values = _two_log_probs(joint, enc_proj, pred_proj, rows, picks)
+        values = _two_log_probs(joint, enc_proj, pred_proj, rows, picks, smoothing)
     else:
         groups = [(rows[i : i + group_points], picks[i : i + group_points]) for i in range(0, len(rows), group_points)]
-        parts = [checkpoint(_two_log_probs, joint, enc_proj, pred_proj, *g, use_reentrant=False) for g in groups]
+        parts = [
+            checkpoint(_two_log_probs, joint, enc_proj, pred_proj, *g, smoothing, use_reentrant=False) for g in groups
+        ]
         values = torch.cat(parts) if parts else enc_proj.new_zeros(0, 2, dtype=torch.float32)
     dense = values.new_zeros(needed.numel(), 2).index_copy(0, flat, values)
     dense = dense.view(batch, chunks, max_labels, states, 2)
@@ -144,9 +163,11 @@ class ChunkwiseLoss(Loss):
     utterance makes U_b label decisions and one end-of-chunk decision per chunk (EOC or the forced advance of a
     full chunk), the chunkwise counterpart of AlignerLoss's U+1 positions (tokens + EOS), and the count does not
     depend on the alignment, so the loss scale is comparable across batches and with the offline aligner.
-    ``mean_utterance`` divides by the kept utterances, ``sum`` does not divide. No label smoothing: the target
-    distribution is a sum over alignments, and a smoothing prior on the label and EOC terms would bias which
-    split the model prefers (EOC early or late); the offline AlignerLoss keeps its smoothing.
+    ``mean_utterance`` divides by the kept utterances, ``sum`` does not divide.
+
+    Label smoothing (``label_smoothing`` > 0, the paper's batch prior by default) applies to the label arcs only
+    (``smoothing`` of ``lattice_log_probs``, which this class computes for a batch): every split has exactly U_b
+    label arcs, while smoothing the EOC arcs would pull splits towards ending chunks early or late.
 
     An utterance with more tokens than its chunks have slots (U_b > sum_c min(K, frames of chunk c)) has no
     split: it is dropped (never NaN or inf) and ``num_skipped_last`` counts the ones the last call dropped.
@@ -162,9 +183,18 @@ class ChunkwiseLoss(Loss):
         return {"loss": NeuralType(elements_type=LossType())}
 
     def __init__(
-        self, eoc_id: int, chunk_size: int, max_labels_per_chunk: int | None = None, reduction: str = "mean_token"
+        self,
+        eoc_id: int,
+        chunk_size: int,
+        max_labels_per_chunk: int | None = None,
+        reduction: str = "mean_token",
+        label_smoothing: float = 0.0,
+        smoothing_mode: str = "batch_prior",
+        prior_include_eos: bool = False,
     ):
         super().__init__()
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(f"loss.label_smoothing must be in [0, 1), got {label_smoothing}")
         if reduction not in REDUCTIONS:
             raise ValueError(f"chunkwise loss.reduction must be one of {REDUCTIONS}, got {reduction!r}")
         max_labels = chunk_size if max_labels_per_chunk is None else max_labels_per_chunk
@@ -177,7 +207,24 @@ class ChunkwiseLoss(Loss):
         self.chunk_size = chunk_size
         self.max_labels = max_labels
         self.reduction = reduction
+        self.label_smoothing, self.smoothing_mode, self.prior_include_eos = (
+            label_smoothing,
+            smoothing_mode,
+            prior_include_eos,
+        )
         self.num_skipped_last = 0  # utterances the last call left out (more tokens than chunk slots)
+
+    def smoothing(
+        self, targets: torch.Tensor, target_lengths: torch.Tensor, num_classes: int
+    ) -> Optional[torch.Tensor]:
+        """(V1,) label-smoothing weights for ``lattice_log_probs`` from a batch's (B, U) targets; None when off."""
+        if self.label_smoothing == 0:
+            return None
+        mask = torch.arange(targets.size(1), device=targets.device) < target_lengths.unsqueeze(1)
+        prior = smoothing_distribution(
+            targets.long(), mask, num_classes, self.eoc_id, self.smoothing_mode, self.prior_include_eos
+        )
+        return self.label_smoothing * prior
 
     @typecheck()
     def forward(self, label_logp, eoc_logp, target_lengths, encoder_lengths):

@@ -60,7 +60,7 @@ def configure_streaming_encoder(cfg: DictConfig) -> ChunkwiseConfig:
 
 
 def make_loss(eoc_id: int, options: ChunkwiseConfig, loss_options: Any) -> torch.nn.Module:
-    """The chunk x label lattice loss; of ``model.loss`` only ``reduction`` applies (no label smoothing)."""
+    """The chunk x label lattice loss with ``model.loss``'s reduction and label smoothing (on the label arcs)."""
     from nemo_aligner_plugin.chunkwise.loss import ChunkwiseLoss
 
     return ChunkwiseLoss(
@@ -68,6 +68,9 @@ def make_loss(eoc_id: int, options: ChunkwiseConfig, loss_options: Any) -> torch
         chunk_size=options.chunk_size,
         max_labels_per_chunk=options.labels_per_chunk,
         reduction=loss_options.reduction,
+        label_smoothing=loss_options.label_smoothing,
+        smoothing_mode=loss_options.smoothing_mode,
+        prior_include_eos=loss_options.prior_include_eos,
     )
 
 
@@ -113,6 +116,7 @@ def chunkwise_loss(
     if pred is None:
         pred = model.prediction_states(transcript, transcript_len)
     options = model.chunkwise
+    loss = model.loss if loss is None else loss
     label_logp, eoc_logp, _ = lattice_log_probs(
         model.joint,
         encoded.transpose(1, 2),
@@ -123,6 +127,6 @@ def chunkwise_loss(
         model.eos_id,
         encoder_lengths=encoded_len,
         target_lengths=transcript_len,
+        smoothing=loss.smoothing(transcript, transcript_len, model.eos_id + 1),
     )
-    loss = model.loss if loss is None else loss
     return loss(label_logp=label_logp, eoc_logp=eoc_logp, target_lengths=transcript_len, encoder_lengths=encoded_len)

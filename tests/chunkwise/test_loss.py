@@ -216,6 +216,33 @@ def test_lattice_log_probs_match_per_point_diagonal_logits():
 
 
 @pytest.mark.unit
+@pytest.mark.parametrize("group_points", [None, 5])
+def test_label_smoothing_mixes_the_prior_into_label_arcs_only(group_points):
+    joint = tiny_joint()
+    encoder_out, pred_out, targets, encoder_lengths, target_lengths = joint_case()
+    exact = lattice_log_probs(joint, encoder_out, pred_out, targets, 3, 2, 5, prune=False)
+    loss = ChunkwiseLoss(eoc_id=5, chunk_size=3, max_labels_per_chunk=2, label_smoothing=0.2)
+    smoothing = loss.smoothing(targets, target_lengths, num_classes=6)
+    prior = torch.tensor([1, 1, 1, 2, 1, 0]) / 6  # valid targets 1 4 0 | 2 | 3 3
+    torch.testing.assert_close(smoothing, 0.2 * prior)
+    got = lattice_log_probs(
+        joint, encoder_out, pred_out, targets, 3, 2, 5, prune=False, group_points=group_points, smoothing=smoothing
+    )
+    torch.testing.assert_close(got.eoc_logp, exact.eoc_logp)
+    padded = torch.nn.functional.pad(encoder_out, (0, 0, 0, 2))
+    frame = padded[:, 4:5].expand(3, 4, 6)  # chunk 1, slot 1
+    logp = diagonal_logits(joint, frame, pred_out).log_softmax(-1)
+    expected = 0.8 * exact.label_logp[:, 1, 1] + (logp * 0.2 * prior).sum(-1)
+    torch.testing.assert_close(got.label_logp[:, 1, 1], expected)
+    value = loss(
+        label_logp=got.label_logp, eoc_logp=got.eoc_logp, target_lengths=target_lengths, encoder_lengths=encoder_lengths
+    )
+    value.backward()
+    assert torch.isfinite(encoder_out.grad).all()
+    assert ChunkwiseLoss(eoc_id=5, chunk_size=3).smoothing(targets, target_lengths, 6) is None
+
+
+@pytest.mark.unit
 @pytest.mark.parametrize(
     "options", [{"prune": True}, {"prune": True, "group_points": 7}, {"prune": False, "group_points": 5}]
 )
