@@ -168,7 +168,9 @@ def run_streaming_demo(
     results: dict[str, Any] = {}
     for system in [*systems, *(s for s in given if s not in systems)]:
         if system in given:
-            model_path, summary = given[system], {}
+            model_path = given[system]
+            summary_file = model_path.parent / "training_summary.json"  # where the training recipes write it
+            summary = json.loads(summary_file.read_text()) if summary_file.exists() else {}
             log(f"{system}: evaluating the given model {model_path}")
         else:
             log(f"stage 2/3: training {system} -> {run_dir / system}")
