@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(str(err))
     rate = streamer.sample_rate
     try:
-        audio = AudioSegment.from_file(str(args.audio), target_sr=rate).samples
+        audio = AudioSegment.from_file(str(args.audio), target_sr=rate, channel_selector="average").samples
     except Exception as err:  # soundfile/librosa raise many kinds
         parser.error(f"cannot read {args.audio}: {err}")
 

@@ -164,3 +164,24 @@ def test_chunkwise_greedy_is_refused_for_an_offline_aligner(trained_nemo):
     model = AlignerEncoderModel.restore_from(str(trained_nemo))
     with pytest.raises(ValueError, match="aligner_type=chunkwise"):
         model.change_decoding_strategy({"strategy": "chunkwise_greedy"})
+
+
+@pytest.mark.unit
+def test_stream_file_recipe_reads_mono_and_stereo_44k(trained_chunkwise, tone_manifest, tmp_path):
+    """recipes/stream_file.py as the README runs it: the transcript, the RTF line; any rate and channel count."""
+    from scipy.signal import resample_poly
+
+    _, path = trained_chunkwise
+    entry = files_of(tone_manifest)[0]
+    audio, rate = sf.read(entry["audio_filepath"], dtype="float32")
+    stereo = tmp_path / "stereo44k.flac"
+    resampled = resample_poly(audio, 441, 160).astype(np.float32)
+    sf.write(stereo, np.stack([resampled, resampled], axis=1), 44100)
+    outputs = []
+    for wav in (entry["audio_filepath"], str(stereo)):
+        command = [sys.executable, "recipes/stream_file.py", str(path), wav]
+        proc = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert "RTF" in proc.stdout and "transcript:" in proc.stdout
+        outputs.append(proc.stdout)
+    assert f"transcript: {entry['text']}\n" in outputs[0]
