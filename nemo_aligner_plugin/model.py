@@ -36,7 +36,7 @@ from nemo_aligner_plugin.augment import BatchAugmentation, reverse_within_length
 from nemo_aligner_plugin.chunkwise import model_setup as chunkwise
 from nemo_aligner_plugin.config import HeadFlags, read_section
 from nemo_aligner_plugin.decoding.nemo_glue import AlignerBPEDecoding
-from nemo_aligner_plugin.decoding.strategies import STRATEGIES, normalize_decoding_cfg
+from nemo_aligner_plugin.decoding.strategies import STRATEGIES, map_greedy_request, normalize_decoding_cfg
 from nemo_aligner_plugin.integration import finetune
 from nemo_aligner_plugin.integration.catalog import list_pretrained_models
 from nemo_aligner_plugin.integration.data import build_dataloader, train_durations
@@ -142,15 +142,8 @@ class AlignerEncoderModel(
         """Validate a decoding config against what this model has (prediction network or non-AR head)."""
         cfg = normalize_decoding_cfg(decoding_cfg)
         chunkwise.resolve_decoding(cfg, self.chunkwise)  # chunkwise_greedy if and only if aligner_type=chunkwise
-        if self.aligner_type == "nonar":
-            if cfg.strategy == "greedy_batch":  # greedy requests (incl. NeMo's RNN-T default) -> the non-AR decoder
-                cfg.strategy = "nonar_greedy"
-                cfg.nonar.max_tokens = cfg.greedy.max_tokens
-            elif cfg.strategy != "nonar_greedy":
-                raise ValueError(
-                    f"decoding.strategy={cfg.strategy!r}: a model with aligner_type=nonar has no prediction "
-                    "network; use nonar_greedy (or greedy_batch, which maps to it)"
-                )
+        if self.aligner_type == "nonar":  # no prediction network
+            map_greedy_request(cfg, "nonar_greedy", self.aligner_type)
         elif cfg.strategy == "nonar_greedy" and self.nonar_head is None:
             raise ValueError("decoding.strategy='nonar_greedy' needs a non-AR head: set model.nonar_aux.weight > 0")
         return cfg

@@ -16,6 +16,7 @@ from nemo.utils import logging
 from omegaconf import DictConfig, ListConfig, open_dict
 
 from nemo_aligner_plugin.config import ChunkwiseConfig, read_section
+from nemo_aligner_plugin.decoding.strategies import map_greedy_request
 
 __all__ = ["STREAMING_NORMALIZE", "configure_streaming_encoder", "chunkwise_loss", "make_loss", "resolve_decoding"]
 
@@ -83,14 +84,7 @@ def resolve_decoding(decoding_cfg: DictConfig, options: Optional[ChunkwiseConfig
         if decoding_cfg.strategy == "chunkwise_greedy":
             raise ValueError("decoding.strategy='chunkwise_greedy' needs a model with aligner_type=chunkwise")
         return
-    if decoding_cfg.strategy == "greedy_batch":  # greedy requests (incl. NeMo's RNN-T default) -> chunk by chunk
-        decoding_cfg.strategy = "chunkwise_greedy"
-        decoding_cfg.chunkwise.max_tokens = decoding_cfg.greedy.max_tokens
-    if decoding_cfg.strategy != "chunkwise_greedy":
-        raise ValueError(
-            f"decoding.strategy={decoding_cfg.strategy!r}: a model with aligner_type=chunkwise decodes chunk by chunk; "
-            "use chunkwise_greedy (or greedy_batch, which maps to it)"
-        )
+    map_greedy_request(decoding_cfg, "chunkwise_greedy", "chunkwise")
     for key, value in (("chunk_size", options.chunk_size), ("max_labels_per_chunk", options.labels_per_chunk)):
         given = decoding_cfg.chunkwise.get(key)
         if given is not None and given != value:

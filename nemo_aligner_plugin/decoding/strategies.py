@@ -30,6 +30,7 @@ __all__ = [
     "AlignerDecodingConfig",
     "ChunkDecoder",
     "chunk_decoder",
+    "map_greedy_request",
     "normalize_decoding_cfg",
     "strategy_options",
 ]
@@ -127,6 +128,19 @@ def normalize_decoding_cfg(cfg: Optional[DictConfig | Mapping[str, Any]]) -> Dic
         raise ValueError(f"decoding.strategy={merged.strategy!r} is unknown; choose one of {sorted(STRATEGIES)}")
     OmegaConf.to_object(merged[STRATEGIES[merged.strategy].cfg_key])  # runs the dataclass's own checks
     return merged
+
+
+def map_greedy_request(cfg: DictConfig, strategy: str, aligner_type: str) -> None:
+    """For a model with one decoder (``strategy``): greedy requests (NeMo's RNN-T default among them) map to it, in
+    place, with their ``max_tokens``; any other strategy is refused."""
+    if cfg.strategy == "greedy_batch":
+        cfg.strategy = strategy
+        cfg[STRATEGIES[strategy].cfg_key].max_tokens = cfg.greedy.max_tokens
+    elif cfg.strategy != strategy:
+        raise ValueError(
+            f"decoding.strategy={cfg.strategy!r}: a model with aligner_type={aligner_type} decodes with {strategy} "
+            "only (greedy_batch maps to it)"
+        )
 
 
 def strategy_options(decoding_cfg: DictConfig | Mapping[str, Any]) -> Any:

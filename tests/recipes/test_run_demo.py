@@ -184,13 +184,8 @@ def test_longform_options_are_typed_and_checked_before_anything_runs(tmp_path):
 @needs_espeak
 def test_streaming_demo_smoke_writes_a_complete_report(tmp_path):
     """`make demo-streaming` on the tiny corpus: both systems trained, scored offline and streamed, one report."""
-    proc = subprocess.run(
-        [sys.executable, "recipes/run_demo.py", "--work-dir", str(tmp_path), "--smoke", "--streaming"],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=1200,
-    )
+    command = [sys.executable, "recipes/run_demo.py", "--work-dir", str(tmp_path), "--smoke", "--streaming"]
+    proc = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=1200)
     assert proc.returncode == 0, proc.stderr[-4000:]
     (report_path,) = tmp_path.rglob("report_streaming.json")
     report = json.loads(report_path.read_text())
