@@ -173,10 +173,10 @@ def _synthesize_entry(entry: dict) -> _Synthesis:
 
 
 def _pool(workers: int) -> multiprocessing.pool.Pool:
-    """Worker processes that each synthesize one utterance and exit (fork where the platform has it)."""
-    methods = multiprocessing.get_all_start_methods()
-    ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-    return ctx.Pool(workers, maxtasksperchild=1)
+    """Worker processes that each synthesize one utterance and exit. Spawned, not forked: a forked worker inherits
+    the libraries its parent loaded, and after sherpa-onnx's tests had run in the same pytest process, forked
+    workers synthesized different samples from the espeak-ng CLI (tests/benchmarks then tests/demo reproduces it)."""
+    return multiprocessing.get_context("spawn").Pool(workers, maxtasksperchild=1)
 
 
 def _frame_rms(x: np.ndarray, frame: int) -> np.ndarray:
