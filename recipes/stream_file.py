@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
     run = simulate_stream(
         streamer, audio, rate, args.piece_ms / 1000, args.tail_seconds, on_text=show, realtime=args.realtime
     )
-    chunk_seconds = streamer.frame_seconds * int(streamer._decode_options.chunk_size)
+    chunk_seconds = streamer.chunk_seconds
     print(f"\ntranscript: {run.text}")
     print(
         f"audio {run.audio_seconds:.2f} s (with {args.tail_seconds:g} s of silence after), compute "

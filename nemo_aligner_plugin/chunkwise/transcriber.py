@@ -66,6 +66,11 @@ class StreamingTranscriber:
         self.finished = False
 
     @property
+    def chunk_seconds(self) -> float:
+        """Audio per encoder chunk: the unit text comes out in."""
+        return self.frame_seconds * int(self._decode_options.chunk_size)
+
+    @property
     def seconds_fed(self) -> float:
         return self._samples / self.sample_rate
 
