@@ -58,6 +58,7 @@ def child(system: str, model_path: str, corpus: Path, minutes: float) -> dict:
     import torch
 
     torch.set_num_threads(1)
+    from nemo_aligner_plugin.frames import attention_chunk_seconds
     from nemo_aligner_plugin.transcribe_cli import TranscriptionConfig, load_model
 
     model = load_model(TranscriptionConfig(model_path=model_path))
@@ -81,9 +82,10 @@ def child(system: str, model_path: str, corpus: Path, minutes: float) -> dict:
         if samples % (60 * rate) < len(piece):
             rss_at_minute.append(_vm_kb("VmRSS") / 1024)
     began = time.perf_counter()
+    rss_at_minute.append(_vm_kb("VmRSS") / 1024)  # and at the end (the only entry for a stream under a minute)
     words = len(streamer.finish().split())
     compute += time.perf_counter() - began
-    chunk_seconds = 0.04 * (int(model.encoder.att_context_size[1]) + 1)
+    chunk_seconds = attention_chunk_seconds(model)  # the model's own frame rate, not an assumed 40 ms
     audio = samples / rate
     result = {
         "system": system,
@@ -109,9 +111,10 @@ def run_child(system: str, model: str, corpus: Path, minutes: float) -> dict:
 
 
 def report(results: list[dict], command: str) -> str:
-    base = {r["system"]: r["peak_rss_mb"] for r in results if r["minutes"] == LENGTHS_MINUTES[0]}
+    shortest = min(r["minutes"] for r in results)  # "peak / 1 min" with the default lengths
+    base = {r["system"]: r["peak_rss_mb"] for r in results if r["minutes"] == shortest}
     rows = [
-        f"| {r['system']} | {r['minutes']:.0f} | {r['rtf']:.3f} | {r['ms_per_chunk']:.1f} | {r['peak_rss_mb']:.0f} "
+        f"| {r['system']} | {r['minutes']:g} | {r['rtf']:.3f} | {r['ms_per_chunk']:.1f} | {r['peak_rss_mb']:.0f} "
         f"| {r['peak_rss_mb'] / base[r['system']]:.2f}x | {r['rss_each_minute_mb'][0]:.0f} -> "
         f"{r['rss_each_minute_mb'][-1]:.0f} | {r['words']} |"
         for r in results
@@ -123,7 +126,8 @@ def report(results: list[dict], command: str) -> str:
             f"Command: `{command}`  ",
             f"Load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}",
             "",
-            "| system | stream min | RTF | ms / chunk | peak RSS MiB | peak / 1 min | RSS 1st -> last minute MiB | words |",
+            "| system | stream min | RTF | ms / chunk | peak RSS MiB | peak / 1 min | RSS 1st -> last minute MiB "
+            "| words |",
             "|---|---|---|---|---|---|---|---|",
             *rows,
             "",

@@ -12,7 +12,13 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-__all__ = ["feature_frame_seconds", "encoder_frame_seconds", "seconds_to_frames", "seconds_to_feat_frames"]
+__all__ = [
+    "feature_frame_seconds",
+    "encoder_frame_seconds",
+    "attention_chunk_seconds",
+    "seconds_to_frames",
+    "seconds_to_feat_frames",
+]
 
 # NeMo's defaults where a config leaves the keys out (AudioToMelSpectrogramPreprocessor, ConformerEncoder).
 _DEFAULT_WINDOW_STRIDE = 0.01
@@ -39,6 +45,11 @@ def encoder_frame_seconds(model_or_cfg: Any) -> float:
     else:  # a model: its encoder's own factor
         factor = model_or_cfg.encoder.subsampling_factor
     return float(factor) * feature_frame_seconds(model_or_cfg)
+
+
+def attention_chunk_seconds(model: Any) -> float:
+    """Audio per attention chunk of a cache-aware encoder (``chunked_limited``: ``att_context_size[1] + 1`` frames)."""
+    return encoder_frame_seconds(model) * (int(model.encoder.att_context_size[1]) + 1)
 
 
 def seconds_to_frames(model_or_cfg: Any, seconds: float) -> int:

@@ -19,6 +19,7 @@ import torch
 
 from nemo_aligner_plugin.demo.pipeline import REPO, SMOKE_CORPUS, SMOKE_OVERRIDES, ensure_espeak, log, run_recipe, train
 from nemo_aligner_plugin.demo.streaming_eval import simulate_stream, summarize, word_latencies
+from nemo_aligner_plugin.frames import attention_chunk_seconds
 
 __all__ = ["STREAMING_SYSTEMS", "evaluate_streaming", "run_streaming_demo"]
 
@@ -41,12 +42,6 @@ def _streamer_factory(system: str, model) -> Callable[[], Any]:
     from nemo_aligner_plugin.demo.rnnt_streamer import RNNTStreamer
 
     return lambda: RNNTStreamer(model)
-
-
-def _chunk_seconds(model) -> float:
-    from nemo_aligner_plugin.frames import encoder_frame_seconds
-
-    return encoder_frame_seconds(model) * (int(model.encoder.att_context_size[1]) + 1)
 
 
 def _texts(hyps) -> list[str]:
@@ -107,7 +102,7 @@ def evaluate_streaming(system: str, model, corpus: Path, out_dir: Path, streamin
             runs, latencies = _stream_split(
                 system, model, entries, corpus_word_end_times(corpus / "meta" / f"{split}.jsonl")
             )
-            summary = summarize(refs, runs, latencies, chunk_count=_chunk_counter(_chunk_seconds(model)))
+            summary = summarize(refs, runs, latencies, chunk_count=_chunk_counter(attention_chunk_seconds(model)))
             # the stream also heard the silence tail: offline decoding of that same audio is what it must equal
             same_audio = _texts(model.transcribe([_with_tail(p) for p in paths], batch_size=16, verbose=False))
             summary["same_text_as_offline"] = sum(r.text == o for r, o in zip(runs, same_audio, strict=True))
